@@ -1,0 +1,231 @@
+"""The admin server (aiohttp): health, metrics, config, delegation and control endpoints.
+
+It runs on its own listener (``admin.ip``/``admin.port``, loopback:9990 by default) on the
+same event loop as the routers; handlers only read state the data path already keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..admin_routes import AdminRoute
+from ..errors import BindingError, ParseError
+from ..naming import ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
+
+if TYPE_CHECKING:
+    from ..linker import Linker
+
+log = logging.getLogger("turnout.admin")
+
+_UI = re.compile(
+    r"^(/|/files/.*|/admin/files/.*|/config\.json|/metrics\.json|/admin/metrics\.json|"
+    r"/admin/metrics|/delegator|/delegator\.json|/logging|/help)$"
+)
+_CONTROL = re.compile(r"^(/admin/shutdown|/logging\.json)$")
+
+
+def category(path: str) -> str:
+    """Linkerd's admin security category of a path: ``ui``, ``control`` or ``diagnostics``."""
+    if _UI.match(path):
+        return "ui"
+    if _CONTROL.match(path):
+        return "control"
+    return "diagnostics"
+
+
+def _json(data: Any, status: int = 200, pretty: bool = False) -> web.Response:
+    text = json.dumps(data, indent=2 if pretty else None, sort_keys=pretty)
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+class AdminServer:
+    """Serves the admin endpoints of one :class:`~turnout.linker.Linker`."""
+
+    def __init__(self, linker: Linker) -> None:
+        self.linker = linker
+        self.config = linker.config.admin
+        self.app = web.Application(middlewares=[self._security])
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.routes: list[AdminRoute] = self._builtin_routes()
+        for extra in linker.plugins.hook.turnout_admin_routes(linker=linker):
+            self.routes.extend(extra or ())
+        self._categories: dict[str, str] = {}
+        for route in self.routes:
+            self.app.router.add_route(route.method, route.path, route.handler)
+            self._categories.setdefault(route.path, route.category)
+        sec = self.config.security
+        self._allow = [re.compile(p) for p in sec.path_whitelist]
+        self._deny = [re.compile(p) for p in sec.path_blacklist]
+
+    def _builtin_routes(self) -> list[AdminRoute]:
+        r = AdminRoute
+        return [
+            r("GET", "/admin", self.index, "diagnostics"),
+            r("GET", "/admin/ping", self.ping, "diagnostics"),
+            r("GET", "/admin/live", self.live, "diagnostics"),
+            r("GET", "/admin/ready", self.ready_handler, "diagnostics"),
+            r("GET", "/admin/metrics.json", self.metrics_json, "ui"),
+            r("GET", "/metrics.json", self.metrics_json, "ui"),
+            r("GET", "/config.json", self.config_json, "ui"),
+            r("GET", "/delegator.json", self.delegator_json, "ui"),
+            r("POST", "/delegator.json", self.delegator_json, "ui"),
+            r("GET", "/client_state.json", self.client_state, "diagnostics"),
+            r("GET", "/bound-names.json", self.bound_names, "diagnostics"),
+            r("GET", "/namer_state/{prefix:.*}.json", self.namer_state, "diagnostics"),
+            r("POST", "/admin/shutdown", self.shutdown, "control"),
+            r("GET", "/admin/shutdown", self.method_not_allowed, "control"),
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.ip, self.config.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    # -- security --------------------------------------------------------------------------
+    @web.middleware
+    async def _security(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        path = request.path
+        sec = self.config.security
+        cat = category(path)
+        enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
+            cat, sec.diagnostics_enabled
+        )
+        allowed = (enabled and not any(p.search(path) for p in self._deny)) or (
+            not enabled and any(p.search(path) for p in self._allow)
+        )
+        if not allowed:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    # -- handlers --------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.Response:
+        paths = sorted({r.path for r in self.routes})
+        return web.Response(text="\n".join(paths) + "\n")
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def ready_handler(self, request: web.Request) -> web.Response:
+        if self.linker.ready and not self.linker.draining:
+            return web.Response(text="ready")
+        return web.Response(text="draining" if self.linker.draining else "starting", status=503)
+
+    async def method_not_allowed(self, request: web.Request) -> web.Response:
+        return web.Response(text="use POST\n", status=405, headers={"Allow": "POST"})
+
+    async def metrics_json(self, request: web.Request) -> web.Response:
+        q = request.query.get("q", "").strip("/")
+        prefix = tuple(q.split("/")) if q else ()
+        pretty = request.query.get("pretty") in ("1", "true")
+        tree = request.query.get("tree") in ("1", "true")
+        data = self.linker.metrics.tree(prefix) if tree else self.linker.metrics.flat(prefix)
+        if prefix and not data:
+            return _json({"error": f"No such subtree: {q}"}, status=404)
+        return _json(data, pretty=pretty)
+
+    async def config_json(self, request: web.Request) -> web.Response:
+        return _json(self.linker.config.to_dict(redact=True))
+
+    async def client_state(self, request: web.Request) -> web.Response:
+        out: dict[str, Any] = {}
+        for router in self.linker.routers:
+            out.update(router.client_state())
+        return _json(out)
+
+    async def bound_names(self, request: web.Request) -> web.Response:
+        names: set[str] = set()
+        for _, namer in self.linker.namers:
+            for path in namer.bound_names() or ():
+                names.add(str(path))
+        return _json(sorted(names))
+
+    async def namer_state(self, request: web.Request) -> web.Response:
+        prefix = "/" + request.match_info["prefix"].strip("/")
+        for namer_prefix, namer in self.linker.namers:
+            if str(Path.of("#") + namer_prefix) == prefix or str(namer_prefix) == prefix:
+                return _json(namer.state())
+        return _json({"error": f"no namer at {prefix}"}, status=404)
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            return web.Response(text="cross-origin shutdown refused\n", status=403)
+        grace: float | None = None
+        if "grace" in request.query:
+            try:
+                grace = _duration(request.query["grace"])
+            except ValueError:
+                return web.Response(text="grace must be like 10s or 500ms\n", status=400)
+        asyncio.get_running_loop().call_soon(self.linker.request_shutdown, grace)
+        return web.Response(text="shutting down\n")
+
+    async def delegator_json(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            if request.content_type != "application/json":
+                return web.Response(status=415, text="Content-Type must be application/json")
+            body = await request.text()
+            try:
+                params = json.loads(body)
+                if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
+                    raise ValueError
+            except ValueError:
+                return web.Response(status=400, text=f"Malformed delegation request: {body}")
+        else:
+            params = dict(request.query)
+        namespace = params.get("namespace")
+        try:
+            dtab = Dtab.read(str(params.get("dtab") or ""))
+        except ParseError as e:
+            return web.Response(status=400, text=f"Invalid dtab: {e}")
+        try:
+            path = Path.read(str(params.get("path") or ""))
+        except ParseError as e:
+            return web.Response(status=400, text=f"Invalid path: {e}")
+        interpreter = self._interpreter(namespace)
+        if interpreter is None or not interpreter.can_delegate:
+            return web.Response(
+                status=501, text=f"Name Interpreter for {namespace} cannot show delegations"
+            )
+        try:
+            tree = await delegate(interpreter, dtab, path, timeout=2.0)
+        except TimeoutError:
+            return web.Response(status=503, text="Request timed out.")
+        except BindingError as e:
+            return web.Response(status=400, text=str(e))
+        return _json(tree.to_json())
+
+    def _interpreter(self, namespace: str | None) -> NameInterpreter | None:
+        if namespace:
+            return self.linker.interpreters.get(namespace)
+        return ConfiguredNamersInterpreter([], self.linker.global_namer)
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    if not m:
+        raise ValueError(text)
+    value = float(m.group(1))
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]

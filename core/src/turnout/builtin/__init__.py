@@ -1,0 +1,1 @@
+"""Kinds that ship with turnout, registered through the same hooks as outside plugins."""

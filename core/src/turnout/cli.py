@@ -1,0 +1,275 @@
+"""The ``turnout`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config.loader import LoadedConfig, load_file
+from .errors import ConfigError, ParseError, PluginError, TurnoutError
+from .naming import (
+    ConfiguredNamersInterpreter,
+    Dtab,
+    Failed,
+    GlobalNamer,
+    NameInterpreter,
+    Ok,
+    Path,
+    Pending,
+    delegate,
+)
+from .naming.addr import AddrPending
+from .naming.render import bound_tree_json, bound_tree_text, delegate_text
+from .plugin_manager import Plugins, load_plugins
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        _print_problems(e, getattr(args, "json", False))
+        return EXIT_ERROR
+    except (PluginError, TurnoutError) as e:
+        print(f"turnout: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="turnout",
+        description="turnout: a service-mesh routing proxy that runs Linkerd 1 configurations.",
+    )
+    p.add_argument("--version", action="version", version=f"turnout {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a configuration", description="Run turnout with CONFIG.")
+    run.add_argument("config", metavar="CONFIG", help="YAML or JSON config file, or - for stdin")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check",
+        help="validate a configuration without running it",
+        description="Read and validate CONFIG; print every problem with file:line:column. "
+        "Opens no sockets and contacts no discovery system. Exit status 0 when valid.",
+    )
+    check.add_argument("config", metavar="CONFIG", help="YAML or JSON config file, or - for stdin")
+    check.add_argument("--json", action="store_true", help="print problems as JSON")
+    check.set_defaults(func=cmd_check)
+
+    plugins = sub.add_parser(
+        "plugins",
+        help="list installed plugins and the kinds they provide",
+        description="List the installed plugins, their distributions, versions and kinds.",
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(func=cmd_plugins)
+
+    dtab = sub.add_parser(
+        "dtab", help="explain and test routing (delegate, bind)", description="Dtab tools."
+    )
+    dsub = dtab.add_subparsers(title="dtab commands", metavar="COMMAND")
+    for name, func, helptext in (
+        ("delegate", cmd_delegate, "explain step by step how PATH is routed"),
+        ("bind", cmd_bind, "bind PATH and show the bound tree with its addresses"),
+    ):
+        d = dsub.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
+        d.add_argument("path", metavar="PATH", help="the name, for example /svc/web")
+        d.add_argument("--config", help="config file whose namers (and router) to use")
+        d.add_argument("--router", help="label of the router whose dtab and interpreter to use")
+        d.add_argument("--dtab", default="", help="dtab appended last (wins), like l5d-dtab")
+        d.add_argument("--json", action="store_true", help="print JSON")
+        d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+        d.set_defaults(func=func, log_level="WARNING")
+    dtab.set_defaults(func=lambda _: (dtab.print_help(), EXIT_USAGE)[1])
+    return p
+
+
+# -- run ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .linker import Linker
+
+    plugins = load_plugins()
+    loaded = _load(args.config, plugins)
+    linker = Linker.build(loaded, plugins)
+
+    def announce(linker: Linker) -> None:
+        for router in linker.routers:
+            for ip, port in router.servers():
+                log_line = f"router '{router.label}' listening on {ip}:{port}"
+                logging.getLogger("turnout").info(log_line)
+        if linker.admin is not None:
+            admin = linker.config.admin
+            logging.getLogger("turnout").info(
+                "admin server on http://%s:%s/", admin.ip, linker.admin.port
+            )
+
+    return run_loop(linker.serve(on_ready=announce))
+
+
+def run_loop(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when it is installed (faster), else on the stdlib loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- check -------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    plugins = load_plugins()
+    loaded = _load(args.config, plugins)
+    if args.json:
+        print(json.dumps({"valid": True, "warnings": [w.as_dict() for w in loaded.warnings]}))
+    else:
+        for w in loaded.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        routers = ", ".join(r.effective_label for r in loaded.config.routers)
+        print(f"{loaded.source.name}: OK ({len(loaded.config.routers)} router(s): {routers})")
+    return EXIT_OK
+
+
+def _load(location: str, plugins: Plugins) -> LoadedConfig:
+    loaded = load_file(location, registry=plugins.registry)
+    plugins.hook.turnout_configure(config=loaded.config)
+    return loaded
+
+
+def _print_problems(error: ConfigError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"valid": False, "errors": [p.as_dict() for p in error.problems]}))
+        return
+    for problem in error.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    n = len(error.problems)
+    print(f"{n} error{'s' if n != 1 else ''}; the configuration was not accepted", file=sys.stderr)
+
+
+# -- plugins -----------------------------------------------------------------------------------
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = load_plugins()
+    infos = [i.as_dict() for i in plugins.infos]
+    if args.json:
+        print(json.dumps({"plugins": infos}, indent=2))
+        return EXIT_OK
+    for info in plugins.infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(no distribution)"
+        where = "built-in" if info.builtin else info.module
+        print(f"{info.name}  [{dist}, {where}]")
+        by_family: dict[str, list[str]] = {}
+        for family, kind in info.kinds:
+            by_family.setdefault(family, []).append(kind)
+        for family in sorted(by_family):
+            print(f"    {family}: {', '.join(by_family[family])}")
+    return EXIT_OK
+
+
+# -- dtab --------------------------------------------------------------------------------------
+def _dtab_setup(args: argparse.Namespace) -> tuple[NameInterpreter, Dtab, Path, Any]:
+    try:
+        path = Path.read(args.path)
+    except ParseError as e:
+        raise TurnoutError(f"invalid path: {e}") from None
+    try:
+        extra = Dtab.read(args.dtab)
+    except ParseError as e:
+        raise TurnoutError(f"invalid --dtab: {e}") from None
+    plugins = load_plugins()
+    if args.config is None:
+        if args.router:
+            raise TurnoutError("--router needs --config")
+        named = {n: reg.namer for n, reg in plugins.registry.global_namers.items()}
+        return ConfiguredNamersInterpreter([], GlobalNamer(named)), extra, path, None
+    from .linker import Linker
+
+    linker = Linker.build(_load(args.config, plugins), plugins, routers=False)
+    if args.router is None:
+        interpreter: NameInterpreter = ConfiguredNamersInterpreter(
+            linker.namers, linker.global_namer
+        )
+        return interpreter, extra, path, linker
+    router = linker.router_config(args.router)
+    return linker.interpreters[router.effective_label], router.dtab + extra, path, linker
+
+
+def cmd_delegate(args: argparse.Namespace) -> int:
+    interpreter, dtab, path, linker = _dtab_setup(args)
+
+    async def go() -> Any:
+        try:
+            return await delegate(interpreter, dtab, path, timeout=args.timeout)
+        finally:
+            if linker is not None:
+                await linker.close()
+
+    try:
+        tree = asyncio.run(go())
+    except TimeoutError:
+        raise TurnoutError(f"delegation of {path} timed out after {args.timeout}s") from None
+    if args.json:
+        print(json.dumps(tree.to_json(), indent=2))
+    else:
+        print(f"dtab: {dtab if len(dtab) else '(empty)'}")
+        print("\n".join(delegate_text(tree)))
+    return EXIT_OK
+
+
+def cmd_bind(args: argparse.Namespace) -> int:
+    interpreter, dtab, path, linker = _dtab_setup(args)
+
+    async def go() -> Any:
+        activity = interpreter.bind(dtab, path)
+        obs = activity.observe(lambda _: None)
+        try:
+            state = await activity.changes(lambda s: s is not Pending)
+            if isinstance(state, Ok):
+                for bound in state.value.eval() or ():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            bound.addr.changes(lambda a: a is not AddrPending), args.timeout
+                        )
+            return state
+        finally:
+            obs.close()
+            if linker is not None:
+                await linker.close()
+
+    try:
+        state = asyncio.run(asyncio.wait_for(go(), args.timeout))
+    except TimeoutError:
+        raise TurnoutError(f"binding {path} timed out after {args.timeout}s") from None
+    if isinstance(state, Failed):
+        raise TurnoutError(f"binding {path} failed: {state.error}")
+    assert isinstance(state, Ok)
+    if args.json:
+        print(json.dumps(bound_tree_json(state.value), indent=2))
+    else:
+        print(f"dtab: {dtab if len(dtab) else '(empty)'}")
+        print("\n".join(bound_tree_text(state.value)))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

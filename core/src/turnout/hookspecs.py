@@ -1,0 +1,365 @@
+"""The plugin contract: every hook a turnout plugin can implement.
+
+This module is the one document a plugin author needs to read. A plugin is a module of
+functions decorated with :data:`turnout.hookimpl`, named after the hooks below, and published
+through the ``turnout`` entry-point group::
+
+    # pyproject.toml of the distribution "turnout-namer-example"
+    [project.entry-points.turnout]
+    namer-example = "turnout_namer_example.plugin"
+
+    # turnout_namer_example/plugin.py
+    import turnout
+
+    @turnout.hookimpl
+    def turnout_register_namers():
+        return [ExampleNamerConfig]
+
+Rules that hold for every hook:
+
+- Hooks are synchronous functions, called by the control side of turnout: while loading plugins,
+  reading the configuration, starting and stopping. **No hook is ever called per request**; the
+  request path is made of the plain objects that the registered config classes build.
+- Registration hooks (``turnout_register_*``) are called once, when plugins are loaded and
+  before any configuration is read. They return config *classes* (a class or a list of them).
+  Each class names its ``kind`` (the value of ``kind:`` in YAML, ``protocol:`` for routers), its
+  options as annotated attributes (see :mod:`turnout.config`), and a factory method that builds
+  the runtime object. Two plugins registering the same kind in the same family is a start-up
+  error naming both distributions.
+- Built-in kinds (``io.l5d.fs``, ``default``, ``p2c``, ...) are registered through these same
+  hooks by modules listed in :data:`turnout.plugin_manager.BUILTIN_PLUGINS`.
+- A hook implementation may accept any subset of the arguments of its specification, so
+  arguments may be added to a hook later without breaking plugins.
+
+Environment switches (read by :func:`turnout.plugin_manager.load_plugins`):
+
+- ``TURNOUT_DISABLE_PLUGIN_AUTOLOAD=1``: load no plugin from entry points (built-ins only).
+- ``TURNOUT_PLUGINS=dist-a,dist-b``: load only these distributions (or entry-point names).
+- ``TURNOUT_DISABLED_PLUGINS=dist-a``: load every plugin but these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .admin_routes import AdminRoute
+    from .config.model import (
+        AnnouncerConfig,
+        FailureAccrualConfig,
+        IdentifierConfig,
+        InterpreterConfig,
+        LinkerConfig,
+        LoadBalancerConfig,
+        NamerConfig,
+        ResponseClassifierConfig,
+        RouterConfig,
+        TelemeterConfig,
+        TransformerConfig,
+    )
+    from .linker import Linker
+    from .naming.namer import Namer
+
+PROJECT = "turnout"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration hooks: called once while plugins load, before the configuration is read.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_register_namers() -> type[NamerConfig] | Sequence[type[NamerConfig]]:
+    """Register namers: the service-discovery adapters reached at ``/#/<prefix>/...``.
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.config.NamerConfig`. Each sets ``kind``
+        (``"io.l5d.consul"``), declares its options, and implements
+        ``new_namer(self, ctx) -> turnout.naming.Namer``. The namer is mounted at
+        ``/#<prefix>`` where ``prefix`` defaults to ``/<kind>``.
+
+    Example::
+
+        class ExampleNamerConfig(turnout.config.NamerConfig):
+            kind = "com.example.static"
+            addresses: list[str] = turnout.config.option(doc="host:port entries")
+
+            def new_namer(self, ctx):
+                return ExampleNamer(self.addresses)
+
+        @turnout.hookimpl
+        def turnout_register_namers():
+            return [ExampleNamerConfig]
+    """
+
+
+@hookspec
+def turnout_register_global_namers() -> Mapping[str, Namer]:
+    """Register global namers, reached by name at ``/$/<name>/...`` from any dtab.
+
+    Called once at plugin load time. This is how Linkerd's class-named namers
+    (``/$/io.buoyant.rinet/...``, ``/$/io.buoyant.http.status/...``) are provided.
+
+    :return: a mapping from the name (the path element after ``/$``) to a
+        :class:`turnout.naming.Namer` whose ``lookup`` receives the rest of the path.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_global_namers():
+            return {"com.example.upper": UpperCaseNamer()}
+    """
+
+
+@hookspec
+def turnout_register_protocols() -> type[RouterConfig] | Sequence[type[RouterConfig]]:
+    """Register protocols: router config classes selected by ``protocol:`` in a router.
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.config.RouterConfig` whose ``kind`` is
+        the protocol name (``"http"``). The class declares the protocol's router options,
+        its server and identifier option types, and ``new_router(self, ctx)`` which builds the
+        servers and the protocol client.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_protocols():
+            return [HttpRouterConfig]
+    """
+
+
+@hookspec
+def turnout_register_identifiers() -> type[IdentifierConfig] | Sequence[type[IdentifierConfig]]:
+    """Register identifiers: objects that turn a request into a logical name (``/svc/web``).
+
+    Called once at plugin load time. Identifiers belong to a protocol: a protocol plugin
+    defines an identifier base class with its own ``family`` (``"http identifier"``) and the
+    identifiers for that protocol subclass it.
+
+    :return: one or more identifier config classes with ``kind`` set and
+        ``new_identifier(self, ctx)`` implemented.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_identifiers():
+            return [HeaderTokenIdentifierConfig, PathIdentifierConfig]
+    """
+
+
+@hookspec
+def turnout_register_load_balancers() -> (
+    type[LoadBalancerConfig] | Sequence[type[LoadBalancerConfig]]
+):
+    """Register load balancers, selected by ``client.loadBalancer.kind`` (``p2c``, ``ewma``).
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.config.LoadBalancerConfig` that
+        implement ``new_balancer(self, ctx)``.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_load_balancers():
+            return [RoundRobinConfig]
+    """
+
+
+@hookspec
+def turnout_register_failure_accrual() -> (
+    type[FailureAccrualConfig] | Sequence[type[FailureAccrualConfig]]
+):
+    """Register failure accrual policies (circuit breakers), ``client.failureAccrual.kind``.
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.config.FailureAccrualConfig`
+        (``io.l5d.consecutiveFailures``, ``io.l5d.successRate``, ...) that implement
+        ``new_policy(self)``.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_failure_accrual():
+            return [ConsecutiveFailuresConfig]
+    """
+
+
+@hookspec
+def turnout_register_response_classifiers() -> (
+    type[ResponseClassifierConfig] | Sequence[type[ResponseClassifierConfig]]
+):
+    """Register response classifiers, ``service.responseClassifier.kind``.
+
+    Called once at plugin load time. A classifier decides whether a response is a success,
+    a failure, or a retryable failure (``io.l5d.http.retryableRead5XX``).
+
+    :return: one or more subclasses of :class:`turnout.config.ResponseClassifierConfig`.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_response_classifiers():
+            return [RetryableRead5XXConfig]
+    """
+
+
+@hookspec
+def turnout_register_interpreters() -> type[InterpreterConfig] | Sequence[type[InterpreterConfig]]:
+    """Register interpreters, ``router.interpreter.kind``: how a router binds names.
+
+    Called once at plugin load time. The ``default`` interpreter binds through the router's
+    dtab and the configured namers; others read the dtab from a file or a remote store.
+
+    :return: one or more subclasses of :class:`turnout.config.InterpreterConfig` that
+        implement ``new_interpreter(self, ctx)``.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_interpreters():
+            return [FsInterpreterConfig]
+    """
+
+
+@hookspec
+def turnout_register_transformers() -> type[TransformerConfig] | Sequence[type[TransformerConfig]]:
+    """Register transformers: rewrites of bound address sets (``io.l5d.port``).
+
+    Called once at plugin load time. Transformers are listed under ``transformers:`` of an
+    interpreter or a namer and applied in order.
+
+    :return: one or more subclasses of :class:`turnout.config.TransformerConfig`.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_transformers():
+            return [PortTransformerConfig]
+    """
+
+
+@hookspec
+def turnout_register_telemeters() -> type[TelemeterConfig] | Sequence[type[TelemeterConfig]]:
+    """Register telemeters, listed under ``telemetry:`` (``io.l5d.prometheus``).
+
+    Called once at plugin load time. A telemeter reads the metrics tree or receives trace
+    spans; it never runs on the request path itself.
+
+    :return: one or more subclasses of :class:`turnout.config.TelemeterConfig` that
+        implement ``new_telemeter(self, ctx)``.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_telemeters():
+            return [StatsdConfig]
+    """
+
+
+@hookspec
+def turnout_register_announcers() -> type[AnnouncerConfig] | Sequence[type[AnnouncerConfig]]:
+    """Register announcers, ``router.announcers``: register servers in a discovery system.
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.config.AnnouncerConfig` that
+        implement ``new_announcer(self, ctx)``.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_announcers():
+            return [ServersetsAnnouncerConfig]
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and lifecycle hooks.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_configure(config: LinkerConfig) -> None:
+    """Inspect the validated configuration before anything is built.
+
+    Called once per configuration, after it was read and validated (also by
+    ``turnout check``), before any router, namer or telemeter is created.
+
+    :param config: the validated :class:`turnout.config.LinkerConfig`.
+    :return: nothing. Raise :class:`turnout.errors.ConfigError` to refuse the configuration.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_configure(config):
+            if len(config.routers) > 10:
+                raise ConfigError([ConfigProblem("too many routers")])
+    """
+
+
+@hookspec
+def turnout_startup(linker: Linker) -> Awaitable[None] | None:
+    """Run code when a linker starts serving.
+
+    Called once, inside the event loop, after namers, routers and the admin server were
+    built and before servers accept connections. May return an awaitable, which is awaited.
+
+    :param linker: the running :class:`turnout.linker.Linker`; ``linker.spawn(coro)`` starts
+        a background task owned by the linker (cancelled at shutdown).
+    :return: ``None`` or an awaitable.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_startup(linker):
+            linker.spawn(report_every_minute(linker))
+    """
+
+
+@hookspec
+def turnout_shutdown(linker: Linker) -> Awaitable[None] | None:
+    """Run code when a linker stops.
+
+    Called once, inside the event loop, after servers stopped accepting and in-flight
+    requests finished (or the grace period ended), before namers are closed.
+
+    :param linker: the stopping :class:`turnout.linker.Linker`.
+    :return: ``None`` or an awaitable, which is awaited.
+
+    Example::
+
+        @turnout.hookimpl
+        async def turnout_shutdown(linker):
+            await flush_spans()
+    """
+
+
+@hookspec
+def turnout_admin_routes(linker: Linker) -> Sequence[AdminRoute] | None:
+    """Add endpoints to the admin server.
+
+    Called once when the admin server is built.
+
+    :param linker: the :class:`turnout.linker.Linker` being served.
+    :return: :class:`turnout.admin_routes.AdminRoute` objects: method, path, an aiohttp
+        handler (``async def handler(request) -> aiohttp.web.Response``), the security
+        category (``"ui"``, ``"control"`` or ``"diagnostics"``) and an optional
+        dashboard navigation label.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_admin_routes(linker):
+            return [AdminRoute("GET", "/example.json", example_handler, nav="example")]
+    """

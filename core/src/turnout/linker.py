@@ -1,0 +1,237 @@
+"""The linker: one running turnout process, built from a validated configuration.
+
+Building (``Linker.build``) creates the namers, and for every router its interpreter and
+its protocol runtime; nothing listens yet. ``Linker.serve`` binds the servers and the admin
+server, runs the lifecycle hooks, and waits for a shutdown request (SIGTERM/SIGINT or
+``POST /admin/shutdown``), then drains: servers stop accepting, in-flight requests get
+``admin.shutdownGraceMs`` to finish, then everything closes and ``serve`` returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config.loader import LoadedConfig
+from .config.model import LinkerConfig, RouterConfig
+from .errors import TurnoutError
+from .metrics import MetricsTree, tick
+from .naming import Dtab, GlobalNamer, NameInterpreter, Namer, Path
+from .plugin_manager import Plugins
+
+log = logging.getLogger("turnout")
+
+
+@dataclass
+class BuildContext:
+    """What factories (``new_namer``, ``new_interpreter``, ``new_router``...) receive."""
+
+    config: LinkerConfig
+    plugins: Plugins
+    metrics: MetricsTree
+    global_namer: GlobalNamer
+    namers: list[tuple[Path, Namer]] = field(default_factory=list)
+    router: RouterConfig | None = None
+    interpreter: NameInterpreter | None = None
+    linker: Linker | None = None
+
+
+class RouterRuntime:
+    """What a protocol's ``new_router`` returns: the running side of one router."""
+
+    label: str
+    interpreter: NameInterpreter
+    dtab: Dtab
+
+    async def start(self) -> None:
+        """Bind the servers (raise :class:`OSError` when a port is taken)."""
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; keep serving connections already accepted."""
+
+    async def drain(self) -> None:
+        """Return when no request is in flight."""
+
+    async def close(self) -> None:
+        """Close every connection and release resources."""
+
+    def servers(self) -> list[tuple[str, int]]:
+        """The addresses the router listens on (after ``start``)."""
+        return []
+
+    def client_state(self) -> dict[str, Any]:
+        return {}
+
+
+class Linker:
+    """A running configuration (see the module docstring)."""
+
+    def __init__(self, loaded: LoadedConfig, plugins: Plugins) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.plugins = plugins
+        self.metrics = MetricsTree()
+        named = {n: reg.namer for n, reg in plugins.registry.global_namers.items()}
+        self.global_namer = GlobalNamer(named)
+        self.namers: list[tuple[Path, Namer]] = []
+        self.interpreters: dict[str, NameInterpreter] = {}
+        self.routers: list[RouterRuntime] = []
+        self.admin: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._shutdown: asyncio.Event | None = None
+        self._grace_override: float | None = None
+        self.ready = False
+        self.draining = False
+
+    # -- building --------------------------------------------------------------------------
+    def context(self, **extra: Any) -> BuildContext:
+        return BuildContext(
+            self.config,
+            self.plugins,
+            self.metrics,
+            self.global_namer,
+            self.namers,
+            linker=self,
+            **extra,
+        )
+
+    @classmethod
+    def build(cls, loaded: LoadedConfig, plugins: Plugins, *, routers: bool = True) -> Linker:
+        """Build namers, interpreters and (unless ``routers=False``) router runtimes."""
+        linker = cls(loaded, plugins)
+        for namer_config in linker.config.namers:
+            namer = namer_config.new_namer(linker.context())
+            linker.namers.append((namer_config.effective_prefix, namer))
+        for router_config in linker.config.routers:
+            ctx = linker.context(router=router_config)
+            interpreter = router_config.interpreter.new_interpreter(ctx)
+            linker.interpreters[router_config.effective_label] = interpreter
+            if routers:
+                ctx.interpreter = interpreter
+                linker.routers.append(router_config.new_router(ctx))
+        return linker
+
+    def router_config(self, label: str) -> RouterConfig:
+        for r in self.config.routers:
+            if r.effective_label == label:
+                return r
+        known = ", ".join(r.effective_label for r in self.config.routers)
+        raise TurnoutError(f"no router labelled '{label}' (routers: {known})")
+
+    # -- running ---------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background until it ends or the linker stops."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def request_shutdown(self, grace: float | None = None) -> None:
+        """Begin a graceful shutdown (idempotent); ``grace`` overrides shutdownGraceMs."""
+        if grace is not None:
+            self._grace_override = grace
+        if self._shutdown is not None:
+            self._shutdown.set()
+
+    async def start(self) -> None:
+        """Start the admin server and the routers' servers, then run the startup hooks."""
+        self._shutdown = asyncio.Event()
+        self.spawn(self._tick())
+        if self.config.admin.port or self.config.admin.port == 0:
+            from .admin import AdminServer
+
+            self.admin = AdminServer(self)
+            await self.admin.start()
+        for router in self.routers:
+            await router.start()
+        await _await_all(self.plugins.hook.turnout_startup(linker=self))
+        self.ready = True
+
+    async def serve(
+        self, *, install_signals: bool = True, on_ready: Callable[[Linker], None] | None = None
+    ) -> int:
+        """Start, wait for a shutdown request, drain and close. Returns the exit status."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal)
+        if on_ready is not None:
+            on_ready(self)
+        assert self._shutdown is not None
+        await self._shutdown.wait()
+        await self.stop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    def _on_signal(self) -> None:
+        if self.draining:  # a second signal: stop now
+            log.warning("second signal: exiting without waiting for in-flight requests")
+            self._grace_override = 0.0
+            for router in self.routers:
+                router.stop_accepting()
+            raise SystemExit(1)
+        log.info("shutdown requested; draining")
+        self.request_shutdown()
+
+    async def stop(self) -> None:
+        """Drain and close: stop accepting, wait up to the grace period, close everything."""
+        self.draining = True
+        self.ready = False
+        grace = (
+            self._grace_override
+            if self._grace_override is not None
+            else self.config.admin.shutdown_grace_ms / 1000
+        )
+        for router in self.routers:
+            router.stop_accepting()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(r.drain() for r in self.routers)), timeout=max(grace, 0.001)
+            )
+        except TimeoutError:
+            log.warning("shutdown grace period (%.1fs) over; closing in-flight requests", grace)
+        await self.close()
+
+    async def close(self) -> None:
+        for router in self.routers:
+            await router.close()
+        await _await_all(self.plugins.hook.turnout_shutdown(linker=self))
+        for _, namer in self.namers:
+            await namer.close()
+        for interpreter in self.interpreters.values():
+            await interpreter.close()
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            tick()
+            await asyncio.sleep(1.0)
+
+
+async def _await_all(results: list[Awaitable[None] | None]) -> None:
+    for result in results:
+        if inspect.isawaitable(result):
+            await result

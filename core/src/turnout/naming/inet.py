@@ -1,0 +1,109 @@
+"""Address sets for ``host:port`` names (``/$/inet``), re-resolved while in use.
+
+IP literals (``127.0.0.1``, ``127.1``, ``::1``) are bound at once. Host names are resolved
+with the event loop's resolver when first observed and again every ``refresh`` seconds while
+observed (Finagle's ``inet`` polls too); ``fixedinet`` resolves once. An unknown host is
+``AddrNeg``; any other resolver error is ``AddrFailed``; a failure after a good answer keeps
+the last good addresses (a flapping resolver must not empty a live set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable
+
+from .addr import Addr, AddrBound, Address, AddrFailed, AddrNeg, AddrPending
+from .var import Stop, Var
+
+REFRESH_SECONDS = 5.0
+
+
+def ip_literal(host: str) -> str | None:
+    """The canonical form of an IPv4/IPv6 literal (``127.1`` → ``127.0.0.1``), or None."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:  # inet_aton accepts the short forms Java does (127.1, 10.1.2)
+        if host and host[0].isdigit() and all(c.isdigit() or c == "." for c in host):
+            return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        pass
+    return None
+
+
+async def resolve_host(host: str) -> list[str]:
+    """All addresses of ``host`` (IPv4 first), via the loop's resolver. Raises OSError."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    seen: dict[str, None] = {}
+    for *_, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+        seen.setdefault(str(sockaddr[0]), None)
+    return list(seen)
+
+
+def classify_error(error: BaseException) -> Addr:
+    if isinstance(error, socket.gaierror) and error.errno in (
+        socket.EAI_NONAME,
+        getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
+    ):
+        return AddrNeg
+    return AddrFailed(f"{type(error).__name__}: {error}")
+
+
+class InetResolver:
+    """Shares one lazily resolving ``Var[Addr]`` per (host, port, fixed)."""
+
+    def __init__(self, refresh: float = REFRESH_SECONDS) -> None:
+        self.refresh = refresh
+        self._vars: dict[tuple[str, int, bool], Var[Addr]] = {}
+
+    def addr(self, host: str, port: int, *, fixed: bool = False) -> Var[Addr]:
+        key = (host, port, fixed)
+        var = self._vars.get(key)
+        if var is None:
+            literal = ip_literal(host) if host else "127.0.0.1"
+            if literal is not None:
+                var = Var(AddrBound([Address(literal, port)]))
+            else:
+                var = Var(AddrPending, start=self._starter(host, port, fixed))
+            if len(self._vars) > 10_000:
+                self._vars = {k: v for k, v in self._vars.items() if v.observed}
+            self._vars[key] = var
+        return var
+
+    def _starter(self, host: str, port: int, fixed: bool) -> Callable[[Var[Addr]], Stop]:
+        def start(var: Var[Addr]) -> Stop:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): resolve right here
+                var.update(self._resolve_blocking(host, port))
+                return lambda: None
+            task = loop.create_task(self._poll(var, host, port, fixed))
+            return task.cancel
+
+        return start
+
+    async def _poll(self, var: Var[Addr], host: str, port: int, fixed: bool) -> None:
+        while True:
+            try:
+                hosts = await resolve_host(host)
+                var.update(AddrBound(Address(h, port) for h in hosts))
+            except OSError as e:
+                if not isinstance(var.value, AddrBound):  # keep the last good answer
+                    var.update(classify_error(e))
+            if fixed and isinstance(var.value, AddrBound):
+                return
+            await asyncio.sleep(self.refresh)
+
+    @staticmethod
+    def _resolve_blocking(host: str, port: int) -> Addr:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as e:
+            return classify_error(e)
+        return AddrBound(Address(str(i[4][0]), port) for i in infos)

@@ -1,0 +1,464 @@
+"""Routing state shared by every protocol: routes (bound logical names) and clients.
+
+::
+
+    request ─► identifier ─► Router.route(dst, local dtab) ─► Route (cached, kept bound)
+            ─► Route.choose() ─► (Client, residual) ─► Client.pick() ─► Endpoint ─► pool
+
+A :class:`Route` observes the interpreter's binding Activity for its name: it is bound once
+and then updated in place when a namer publishes a new tree. A :class:`Client` (one per
+bound id, shared by routes) observes the bound name's address Var and keeps its balancer's
+endpoint list current. Protocols supply the connection pool of each endpoint.
+
+Nothing here is asynchronous except :meth:`Route.wait`, used only while a name is still
+binding (the first request to a new name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ..config.model import RouterConfig
+from ..metrics import MetricsTree
+from ..naming import (
+    Addr,
+    AddrBound,
+    Address,
+    AddrFailed,
+    AddrNeg,
+    AddrPending,
+    Dtab,
+    Empty,
+    Fail,
+    Failed,
+    Leaf,
+    NameBound,
+    NameInterpreter,
+    NameTree,
+    Neg,
+    Ok,
+    Path,
+    Pending,
+    State,
+    Union,
+)
+from ..naming.var import Observation
+from .lb import Balancer, Endpoint, FailureAccrual
+from .policy import ClientPolicy, ServicePolicy, client_policy, service_policy
+
+log = logging.getLogger("turnout.router")
+
+
+class RouteError(Exception):
+    """Why a request cannot be routed; ``kind`` is ``neg``, ``fail``, ``empty``, ``failed``,
+    ``timeout`` or ``no-endpoints``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _stat_path(path: Path) -> tuple[str, ...]:
+    return tuple(label.decode("utf-8", "replace") for label in path.elems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------------------------
+
+
+class ClientStats:
+    """The metrics of one client (``rt/<router>/client/<id>/...``)."""
+
+    __slots__ = ("connects", "failures", "latency", "pending", "requests", "success")
+
+    def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], client: Client) -> None:
+        self.requests = metrics.counter(*scope, "requests")
+        self.success = metrics.counter(*scope, "success")
+        self.failures = metrics.counter(*scope, "failures")
+        self.latency = metrics.stat(*scope, "request_latency_ms")
+        self.connects = metrics.counter(*scope, "connects")
+        self.pending = metrics.gauge(
+            *scope, "pending", fn=lambda: sum(e.load for e in client.endpoints)
+        )
+        metrics.gauge(*scope, "loadbalancer", "size", fn=lambda: len(client.endpoints))
+        metrics.gauge(*scope, "loadbalancer", "available", fn=client.available_count)
+        metrics.gauge(*scope, "available", fn=client.available_count)
+
+
+class Client:
+    """The client of one bound name: endpoints, balancer, failure accrual, pools, stats."""
+
+    def __init__(
+        self,
+        bound: NameBound,
+        policy: ClientPolicy,
+        balancer: Balancer,
+        accrual: FailureAccrual,
+        new_pool: Callable[[Address, Client], Any],
+        metrics: MetricsTree,
+        scope: tuple[str, ...],
+    ) -> None:
+        self.id = bound.id
+        self.label = str(bound.id)
+        self.policy = policy
+        self.balancer = balancer
+        self.accrual = accrual
+        self.new_pool = new_pool
+        self.metrics = metrics
+        self.scope = scope
+        self.endpoints: list[Endpoint] = []
+        self._by_address: dict[tuple[str, int], Endpoint] = {}
+        self.addr: Addr = AddrPending
+        self.last_used = time.monotonic()
+        self.stats = ClientStats(metrics, scope, self)
+        self._removals = metrics.counter(*scope, "failure_accrual", "removals")
+        self._revivals = metrics.counter(*scope, "failure_accrual", "revivals")
+        self._probes = metrics.counter(*scope, "failure_accrual", "probes")
+        self._lb_adds = metrics.counter(*scope, "loadbalancer", "adds")
+        self._lb_removes = metrics.counter(*scope, "loadbalancer", "removes")
+        self._lb_updates = metrics.counter(*scope, "loadbalancer", "updates")
+        accrual.on_event = self._accrual_event
+        self._waiters: list[asyncio.Future[None]] = []
+        self._observation: Observation | None = bound.addr.observe(self._on_addr)
+
+    def _accrual_event(self, endpoint: Endpoint, event: str) -> None:
+        if event == "removal":
+            self._removals.incr()
+            log.info("%s: ejected %s after failures", self.label, endpoint.address)
+        elif event == "revival":
+            self._revivals.incr()
+            log.info("%s: %s is back", self.label, endpoint.address)
+        else:
+            self._probes.incr()
+
+    def available_count(self) -> int:
+        now = asyncio_time()
+        return sum(1 for e in self.endpoints if e.available(now))
+
+    def _on_addr(self, addr: Addr) -> None:
+        self.addr = addr
+        if isinstance(addr, AddrBound):
+            self._set_addresses(addr.addresses)
+        elif addr is AddrNeg:
+            self._set_addresses(frozenset())
+        # Pending or Failed: keep what we have (a failing discovery backend must not empty it)
+        if addr is not AddrPending:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def _set_addresses(self, addresses: frozenset[Address]) -> None:
+        current = {(a.host, a.port): a for a in addresses}
+        changed = False
+        for key, endpoint in list(self._by_address.items()):
+            if key not in current:
+                del self._by_address[key]
+                endpoint.removed = True
+                if endpoint.pool is not None:
+                    endpoint.pool.close_when_idle()
+                self._lb_removes.incr()
+                changed = True
+        for key, address in current.items():
+            endpoint = self._by_address.get(key)
+            if endpoint is None:
+                endpoint = Endpoint(address)
+                endpoint.pool = self.new_pool(address, self)
+                self._by_address[key] = endpoint
+                self._lb_adds.incr()
+                changed = True
+            elif endpoint.address.meta != address.meta:
+                endpoint.address = address
+                endpoint.weight = address.weight
+                changed = True
+        if changed:
+            self.endpoints = sorted(self._by_address.values(), key=lambda e: e.address.sort_key())
+            self.balancer.update(self.endpoints)
+            self._lb_updates.incr()
+
+    async def wait_bound(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) while the address set is still pending."""
+        if self.addr is not AddrPending:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await asyncio.wait_for(fut, timeout)
+
+    def pick(self, now: float) -> Endpoint:
+        """An endpoint for one request, or :class:`RouteError`."""
+        endpoint = self.balancer.pick(now)
+        if endpoint is None:
+            addr = self.addr
+            if isinstance(addr, AddrFailed):
+                raise RouteError("failed", f"{self.label}: {addr.cause}")
+            if addr is AddrPending:
+                raise RouteError("pending", f"{self.label}: addresses are not known yet")
+            raise RouteError("no-endpoints", f"No hosts are available for {self.label}")
+        self.accrual.before_request(endpoint, now)
+        return endpoint
+
+    def state(self) -> dict[str, Any]:
+        """The ``/client_state.json`` entry of this client."""
+        addr = self.addr
+        if isinstance(addr, AddrBound):
+            return {"state": "bound", "addresses": [str(a) for a in addr.sorted()]}
+        if isinstance(addr, AddrFailed):
+            return {
+                "state": f"Failed: {addr.cause}",
+                "addresses": [str(e.address) for e in self.endpoints],
+            }
+        return {"state": "Neg" if addr is AddrNeg else "Pending", "addresses": []}
+
+    def close(self) -> None:
+        if self._observation is not None:
+            self._observation.close()
+            self._observation = None
+        for endpoint in self.endpoints:
+            if endpoint.pool is not None:
+                endpoint.pool.close()
+        self.metrics.prune(*self.scope)
+
+
+def asyncio_time() -> float:
+    """The event loop's clock (what balancers and accrual compare against)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+# ---------------------------------------------------------------------------------------------
+
+
+class ServiceStats:
+    __slots__ = ("failures", "latency", "requests", "retries", "success")
+
+    def __init__(self, metrics: MetricsTree, scope: tuple[str, ...]) -> None:
+        self.requests = metrics.counter(*scope, "requests")
+        self.success = metrics.counter(*scope, "success")
+        self.failures = metrics.counter(*scope, "failures")
+        self.latency = metrics.stat(*scope, "request_latency_ms")
+        self.retries = metrics.counter(*scope, "retries", "total")
+
+
+class Route:
+    """One logical name (plus local dtab), bound and kept bound (see module docstring).
+
+    ``choose()`` returns ``(client, residual)`` for one request, weighted across a Union.
+    """
+
+    def __init__(self, router: Router, path: Path, local_dtab: Dtab) -> None:
+        self.router = router
+        self.path = path
+        self.local_dtab = local_dtab
+        self.state: State[NameTree[NameBound]] = Pending
+        self.error: RouteError | None = RouteError("pending", "binding")
+        self.last_used = time.monotonic()
+        self._targets: list[tuple[Client, Path] | RouteError] = []
+        self._cumulative: list[float] = []
+        self._total = 0.0
+        self._waiters: list[asyncio.Future[None]] = []
+        self.policy: ServicePolicy = router.service_policy(path)
+        self.service = router.service_stats(path)
+        self.activity = router.interpreter.bind(router.dtab + local_dtab, path)
+        self._observation: Observation | None = self.activity.observe(self._on_state)
+
+    def _on_state(self, state: State[NameTree[NameBound]]) -> None:
+        self.state = state
+        if state is Pending:
+            if not self._targets:
+                self.error = RouteError("pending", "binding")
+            return
+        if isinstance(state, Failed):
+            self.error = RouteError("failed", str(state.error) or type(state.error).__name__)
+            self._targets = []
+        else:
+            assert isinstance(state, Ok)
+            self._build(state.value)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _build(self, tree: NameTree[NameBound]) -> None:
+        targets: list[tuple[Client, Path] | RouteError] = []
+        weights: list[float] = []
+
+        def add(t: NameTree[NameBound], weight: float) -> None:
+            if isinstance(t, Leaf):
+                targets.append((self.router.client(t.value), t.value.residual))
+            elif isinstance(t, Union):
+                for w in t.trees:
+                    if w.weight > 0:
+                        add(w.tree, weight * w.weight)
+                return
+            elif t is Neg:
+                targets.append(RouteError("neg", f"no route to {self.path}"))
+            elif t is Fail:
+                targets.append(RouteError("fail", f"{self.path} bound to fail (!)"))
+            elif t is Empty:
+                targets.append(RouteError("empty", f"{self.path} bound to an empty set ($)"))
+            else:  # pragma: no cover - bound trees contain no Alt
+                targets.append(RouteError("failed", f"unexpected tree {t!r}"))
+            weights.append(weight)
+
+        add(tree, 1.0)
+        self._targets = targets
+        self._cumulative = list(itertools.accumulate(weights))
+        self._total = self._cumulative[-1] if self._cumulative else 0.0
+        self.error = None if targets else RouteError("neg", f"no route to {self.path}")
+        if len(targets) == 1 and isinstance(targets[0], RouteError):
+            self.error = targets[0]
+
+    def choose(self, rng: Callable[[], float] = random.random) -> tuple[Client, Path]:
+        """The client (and residual) for one request, or raise :class:`RouteError`."""
+        targets = self._targets
+        if len(targets) == 1:
+            target = targets[0]
+        elif not targets:
+            raise self.error or RouteError("neg", f"no route to {self.path}")
+        else:
+            i = bisect.bisect_right(self._cumulative, rng() * self._total)
+            target = targets[min(i, len(targets) - 1)]
+        if isinstance(target, RouteError):
+            raise target
+        return target
+
+    @property
+    def ready(self) -> bool:
+        return self.state is not Pending or bool(self._targets)
+
+    async def wait(self, timeout: float) -> None:
+        """Wait until the name is bound (or failed); raise TimeoutError after ``timeout``."""
+        if self.ready:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await asyncio.wait_for(fut, timeout)
+
+    def close(self) -> None:
+        if self._observation is not None:
+            self._observation.close()
+            self._observation = None
+
+
+class Router:
+    """Routes and clients of one router, with the binding-cache limits of its config."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        interpreter: NameInterpreter,
+        metrics: MetricsTree,
+        *,
+        new_pool: Callable[[Address, Client], Any],
+        balancer_factory: Callable[[ClientPolicy], Balancer],
+        accrual_factory: Callable[[ClientPolicy], FailureAccrual],
+    ) -> None:
+        self.config = config
+        self.label = config.effective_label
+        self.interpreter = interpreter
+        self.dtab = config.dtab
+        self.metrics = metrics
+        self.new_pool = new_pool
+        self.balancer_factory = balancer_factory
+        self.accrual_factory = accrual_factory
+        self.routes: OrderedDict[tuple[Path, Dtab], Route] = OrderedDict()
+        self.clients: OrderedDict[Path, Client] = OrderedDict()
+        self._services: dict[Path, ServiceStats] = {}
+        self.max_routes = config.binding_cache.paths
+        self.max_clients = config.binding_cache.clients
+        self.idle_ttl = float(config.binding_cache.idle_ttl_secs)
+        self._evicts = {
+            kind: metrics.counter("rt", self.label, "bindcache", kind, "evicts")
+            for kind in ("path", "client")
+        }
+        self._misses = {
+            kind: metrics.counter("rt", self.label, "bindcache", kind, "misses")
+            for kind in ("path", "client")
+        }
+
+    def route(self, path: Path, local_dtab: Dtab) -> Route:
+        """The (cached) route of a logical name and local dtab."""
+        key = (path, local_dtab)
+        route = self.routes.get(key)
+        if route is None:
+            self._misses["path"].incr()
+            route = self.routes[key] = Route(self, path, local_dtab)
+            if len(self.routes) > self.max_routes:
+                _, old = self.routes.popitem(last=False)
+                old.close()
+                self._evicts["path"].incr()
+        return route
+
+    def client(self, bound: NameBound) -> Client:
+        client = self.clients.get(bound.id)
+        if client is None:
+            self._misses["client"].incr()
+            policy = client_policy(self.config.client, bound.id)
+            scope = ("rt", self.label, "client", *_stat_path(bound.id))
+            client = Client(
+                bound,
+                policy,
+                self.balancer_factory(policy),
+                self.accrual_factory(policy),
+                self.new_pool,
+                self.metrics,
+                scope,
+            )
+            self.clients[bound.id] = client
+            if len(self.clients) > self.max_clients:
+                _, old = self.clients.popitem(last=False)
+                old.close()
+                self._evicts["client"].incr()
+        return client
+
+    def service_policy(self, path: Path) -> ServicePolicy:
+        return service_policy(self.config.service, path)
+
+    def service_stats(self, path: Path) -> ServiceStats:
+        stats = self._services.get(path)
+        if stats is None:
+            stats = self._services[path] = ServiceStats(
+                self.metrics, ("rt", self.label, "service", *_stat_path(path))
+            )
+        return stats
+
+    def expire_idle(self, now: float | None = None) -> None:
+        """Close routes and clients unused for ``idleTtlSecs`` (and prune their metrics)."""
+        now = time.monotonic() if now is None else now
+        for key, route in list(self.routes.items()):
+            if now - route.last_used > self.idle_ttl:
+                route.close()
+                del self.routes[key]
+                self._evicts["path"].incr()
+        in_use = {
+            id(t[0]) for r in self.routes.values() for t in r._targets if isinstance(t, tuple)
+        }
+        for key, client in list(self.clients.items()):
+            if id(client) not in in_use and now - client.last_used > self.idle_ttl:
+                client.close()
+                del self.clients[key]
+                self._evicts["client"].incr()
+
+    def client_state(self) -> dict[str, Any]:
+        return {str(cid): c.state() for cid, c in self.clients.items()}
+
+    def close(self) -> None:
+        for route in self.routes.values():
+            route.close()
+        for client in self.clients.values():
+            client.close()
+        self.routes.clear()
+        self.clients.clear()
