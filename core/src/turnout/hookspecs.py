@@ -36,6 +36,7 @@ Environment switches (read by :func:`turnout.plugin_manager.load_plugins`):
 - ``TURNOUT_DISABLE_PLUGIN_AUTOLOAD=1``: load no plugin from entry points (built-ins only).
 - ``TURNOUT_PLUGINS=dist-a,dist-b``: load only these distributions (or entry-point names).
 - ``TURNOUT_DISABLED_PLUGINS=dist-a``: load every plugin but these.
+- ``TURNOUT_PLUGIN_MODULES=pkg.mod``: also load these modules as plugins (no packaging needed).
 """
 
 from __future__ import annotations

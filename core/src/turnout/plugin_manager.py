@@ -6,7 +6,9 @@ environment switches below apply by distribution *or* entry-point name:
 
 - ``TURNOUT_DISABLE_PLUGIN_AUTOLOAD`` (any non-empty value but ``0``): load no entry points;
 - ``TURNOUT_PLUGINS=a,b``: load only these (naming one that is not installed is an error);
-- ``TURNOUT_DISABLED_PLUGINS=a,b``: skip these.
+- ``TURNOUT_DISABLED_PLUGINS=a,b``: skip these;
+- ``TURNOUT_PLUGIN_MODULES=pkg.mod,other.mod``: also load these importable modules as plugins
+  (no distribution needed; like ``PYTEST_PLUGINS``), after the entry points.
 """
 
 from __future__ import annotations
@@ -134,6 +136,17 @@ def load_plugins(
         autoload = env.get("TURNOUT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
     if autoload:
         infos.extend(_load_entry_points(pm, env))
+    for modname in sorted(_switch(env, "TURNOUT_PLUGIN_MODULES")):
+        try:
+            module = importlib.import_module(modname)
+        except Exception as e:  # noqa: BLE001
+            raise PluginError(
+                f"TURNOUT_PLUGIN_MODULES names '{modname}', which failed to import: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if not pm.is_registered(module):
+            pm.register(module, name=modname)
+            infos.append(PluginInfo(modname, modname, None, None, False))
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", f"extra-{i}")
         pm.register(plugin, name=name)
