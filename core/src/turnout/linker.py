@@ -20,7 +20,7 @@ from typing import Any
 from .config.loader import LoadedConfig
 from .config.model import LinkerConfig, RouterConfig
 from .errors import TurnoutError
-from .metrics import MetricsTree, tick
+from .metrics import WINDOW, MetricsTree
 from .naming import Dtab, GlobalNamer, NameInterpreter, Namer, Path
 from .plugin_manager import Plugins
 
@@ -226,9 +226,10 @@ class Linker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _tick(self) -> None:
+        """Start a new histogram window every minute (Linkerd's snapshot interval)."""
         while True:
-            tick()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(WINDOW)
+            self.metrics.rotate()
 
 
 async def _await_all(results: list[Awaitable[None] | None]) -> None:

@@ -139,7 +139,7 @@ def load_plugins(
     for modname in sorted(_switch(env, "TURNOUT_PLUGIN_MODULES")):
         try:
             module = importlib.import_module(modname)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise PluginError(
                 f"TURNOUT_PLUGIN_MODULES names '{modname}', which failed to import: "
                 f"{type(e).__name__}: {e}"

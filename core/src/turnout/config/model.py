@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..naming.namer import Namer
 
 LOOPBACK = "127.0.0.1"
+_LATER = "not implemented yet (it comes with the load-balancing and retries work); ignored"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,15 +212,26 @@ class ServerConfig(ConfigObject):
         None, min=0, max=65535, doc="Port; the protocol's default when absent."
     )
     ip: str = option(LOOPBACK, doc="Address to bind. Loopback by default; use 0.0.0.0 for all.")
-    tls: TlsServerConfig | None = option(None, doc="Terminate TLS.")
+    tls: TlsServerConfig | None = option(
+        None, doc="Terminate TLS.", unsupported="server tls is not implemented yet"
+    )
     max_concurrent_requests: int | None = option(
         None, min=1, doc="Reject requests beyond this many in flight (503, no queueing)."
     )
     clear_context: bool = option(
         False, doc="Drop l5d-* context headers from requests and responses (edge servers)."
     )
-    announce: list[Path] = option(default_factory=list, doc="Names to announce.")
-    timeout_ms: int | None = option(None, min=1, doc="Server-side request timeout.")
+    announce: list[Path] = option(
+        default_factory=list,
+        doc="Names to announce.",
+        unsupported="announce is not implemented yet",
+    )
+    timeout_ms: int | None = option(
+        None,
+        min=1,
+        doc="Server-side request timeout.",
+        unsupported="server timeoutMs is not implemented yet",
+    )
     server_session: SessionConfig | None = option(None, doc="Connection lifetime limits.")
     socket_options: SocketOptionsConfig | None = option(None, doc="TCP socket options.")
     label: str | None = option(None, doc="Name of the server in metrics.")
@@ -270,23 +282,49 @@ class ClientParams(ConfigObject):
     failure_accrual: FailureAccrualConfig | None = option(
         None, doc="Failure accrual (default 5 consecutive failures)."
     )
-    host_connection_pool: PoolConfig | None = option(None, doc="Connection pool per endpoint.")
-    request_attempt_timeout_ms: int | None = option(None, min=1, doc="Timeout of each attempt.")
-    requeue_budget: BudgetConfig | None = option(
-        None, doc="Budget for immediate requeues of requests that were never written."
+    host_connection_pool: PoolConfig | None = option(
+        None, doc="Connection pool per endpoint.", unsupported=f"hostConnectionPool is {_LATER}"
     )
-    fail_fast: bool | None = option(None, doc="Mark endpoints down on connect failure.")
-    client_session: SessionConfig | None = option(None, doc="Connection lifetime limits.")
+    request_attempt_timeout_ms: int | None = option(
+        None,
+        min=1,
+        doc="Timeout of each attempt.",
+        unsupported=f"requestAttemptTimeoutMs is {_LATER}",
+    )
+    requeue_budget: BudgetConfig | None = option(
+        None,
+        doc="Budget for immediate requeues of requests that were never written.",
+        unsupported=f"requeueBudget is {_LATER} (unwritten requests are requeued up to 3 times)",
+    )
+    fail_fast: bool | None = option(
+        None, doc="Mark endpoints down on connect failure.", unsupported=f"failFast is {_LATER}"
+    )
+    client_session: SessionConfig | None = option(
+        None, doc="Connection lifetime limits.", unsupported=f"clientSession is {_LATER}"
+    )
     socket_options: SocketOptionsConfig | None = option(None, doc="TCP socket options.")
-    tls: ClientTlsConfig | None = option(None, doc="Originate TLS.")
-    forward_client_cert: bool | None = option(None, doc="Send x-forwarded-client-cert.")
+    tls: ClientTlsConfig | None = option(
+        None, doc="Originate TLS.", unsupported="client tls is not implemented yet"
+    )
+    forward_client_cert: bool | None = option(
+        None,
+        doc="Send x-forwarded-client-cert.",
+        unsupported="forwardClientCert is not implemented yet",
+    )
 
 
 class ServiceParams(ConfigObject):
     """Options of the service for one logical name (all optional so that prefix configs merge)."""
 
-    total_timeout_ms: int | None = option(None, min=1, doc="Timeout of a request with its retries.")
-    retries: RetriesConfig | None = option(None, doc="Retries of retryable failures.")
+    total_timeout_ms: int | None = option(
+        None,
+        min=1,
+        doc="Timeout of a request with its retries.",
+        unsupported=f"totalTimeoutMs is {_LATER}",
+    )
+    retries: RetriesConfig | None = option(
+        None, doc="Retries of retryable failures.", unsupported=f"retries are {_LATER}"
+    )
     response_classifier: ResponseClassifierConfig | None = option(
         None, doc="Decides success, failure and retryability of responses."
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
 from typing import ClassVar, overload
 
 from turnout.naming._scanner import SHOWABLE_BYTES, parse_all
@@ -16,12 +16,14 @@ def show_label(label: bytes) -> str:
     return "".join(f"\\x{b:02x}" for b in label)
 
 
-@dataclass(frozen=True, slots=True, order=True, init=False, repr=False)
 class Path:
     """An immutable path such as ``/s/users``; labels are non-empty ``bytes``.
 
-    Paths compare, hash and order by their label tuple.
+    Paths compare, hash and order by their label tuple. The hash is computed once: paths are
+    dictionary keys on the request path (routes, identifier caches).
     """
+
+    __slots__ = ("_hash", "elems")
 
     elems: tuple[bytes, ...]
     empty: ClassVar[Path]
@@ -31,6 +33,35 @@ class Path:
             if not isinstance(elem, bytes) or not elem:
                 raise ValueError(f"path labels must be non-empty bytes, got {elem!r}")
         object.__setattr__(self, "elems", elems)
+        object.__setattr__(self, "_hash", hash(elems))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: Path is immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Path):
+            return NotImplemented
+        return self._hash == other._hash and self.elems == other.elems
+
+    def __lt__(self, other: Path) -> bool:
+        return self.elems < other.elems
+
+    def __le__(self, other: Path) -> bool:
+        return self.elems <= other.elems
+
+    def __gt__(self, other: Path) -> bool:
+        return self.elems > other.elems
+
+    def __ge__(self, other: Path) -> bool:
+        return self.elems >= other.elems
+
+    def __reduce__(self) -> tuple[type[Path], tuple[bytes, ...]]:
+        return (Path, self.elems)
 
     @classmethod
     def of(cls, *labels: str | bytes) -> Path:

@@ -55,6 +55,7 @@ from .lb import Balancer, Endpoint, FailureAccrual
 from .policy import ClientPolicy, ServicePolicy, client_policy, service_policy
 
 log = logging.getLogger("turnout.router")
+_EMPTY_DTAB = Dtab.empty
 
 
 class RouteError(Exception):
@@ -81,9 +82,11 @@ class ClientStats:
     __slots__ = ("connects", "failures", "latency", "pending", "requests", "success")
 
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], client: Client) -> None:
-        self.requests = metrics.counter(*scope, "requests")
         self.success = metrics.counter(*scope, "success")
         self.failures = metrics.counter(*scope, "failures")
+        self.requests = metrics.sum_counter(
+            *scope, "requests", parts=lambda: [self.success, self.failures]
+        )
         self.latency = metrics.stat(*scope, "request_latency_ms")
         self.connects = metrics.counter(*scope, "connects")
         self.pending = metrics.gauge(
@@ -195,6 +198,9 @@ class Client:
 
     def pick(self, now: float) -> Endpoint:
         """An endpoint for one request, or :class:`RouteError`."""
+        endpoints = self.endpoints
+        if len(endpoints) == 1 and not endpoints[0].dead_until:
+            return endpoints[0]  # one healthy endpoint: nothing to balance
         endpoint = self.balancer.pick(now)
         if endpoint is None:
             addr = self.addr
@@ -229,11 +235,8 @@ class Client:
 
 
 def asyncio_time() -> float:
-    """The event loop's clock (what balancers and accrual compare against)."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
+    """The clock balancers and failure accrual compare against (``time.monotonic``)."""
+    return time.monotonic()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,9 +248,11 @@ class ServiceStats:
     __slots__ = ("failures", "latency", "requests", "retries", "success")
 
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...]) -> None:
-        self.requests = metrics.counter(*scope, "requests")
         self.success = metrics.counter(*scope, "success")
         self.failures = metrics.counter(*scope, "failures")
+        self.requests = metrics.sum_counter(
+            *scope, "requests", parts=lambda: [self.success, self.failures]
+        )
         self.latency = metrics.stat(*scope, "request_latency_ms")
         self.retries = metrics.counter(*scope, "retries", "total")
 
@@ -265,6 +270,8 @@ class Route:
         self.state: State[NameTree[NameBound]] = Pending
         self.error: RouteError | None = RouteError("pending", "binding")
         self.last_used = time.monotonic()
+        #: whatever the protocol caches per route (header blocks, classifier)
+        self.protocol_data: Any = None
         self._targets: list[tuple[Client, Path] | RouteError] = []
         self._cumulative: list[float] = []
         self._total = 0.0
@@ -375,6 +382,7 @@ class Router:
         self.balancer_factory = balancer_factory
         self.accrual_factory = accrual_factory
         self.routes: OrderedDict[tuple[Path, Dtab], Route] = OrderedDict()
+        self._plain: dict[Path, Route] = {}  # routes without a local dtab, by name
         self.clients: OrderedDict[Path, Client] = OrderedDict()
         self._services: dict[Path, ServiceStats] = {}
         self.max_routes = config.binding_cache.paths
@@ -391,16 +399,27 @@ class Router:
 
     def route(self, path: Path, local_dtab: Dtab) -> Route:
         """The (cached) route of a logical name and local dtab."""
+        if local_dtab is _EMPTY_DTAB:  # the common case: one dict lookup on a cached hash
+            route = self._plain.get(path)
+            if route is not None:
+                return route
         key = (path, local_dtab)
         route = self.routes.get(key)
         if route is None:
             self._misses["path"].incr()
             route = self.routes[key] = Route(self, path, local_dtab)
+            if not local_dtab:
+                self._plain[path] = route
             if len(self.routes) > self.max_routes:
-                _, old = self.routes.popitem(last=False)
-                old.close()
-                self._evicts["path"].incr()
+                (old_path, old_dtab), old = self.routes.popitem(last=False)
+                self._forget(old_path, old_dtab, old)
         return route
+
+    def _forget(self, path: Path, local_dtab: Dtab, route: Route) -> None:
+        route.close()
+        if not local_dtab:
+            self._plain.pop(path, None)
+        self._evicts["path"].incr()
 
     def client(self, bound: NameBound) -> Client:
         client = self.clients.get(bound.id)
@@ -440,9 +459,8 @@ class Router:
         now = time.monotonic() if now is None else now
         for key, route in list(self.routes.items()):
             if now - route.last_used > self.idle_ttl:
-                route.close()
                 del self.routes[key]
-                self._evicts["path"].incr()
+                self._forget(key[0], key[1], route)
         in_use = {
             id(t[0]) for r in self.routes.values() for t in r._targets if isinstance(t, tuple)
         }
@@ -461,4 +479,5 @@ class Router:
         for client in self.clients.values():
             client.close()
         self.routes.clear()
+        self._plain.clear()
         self.clients.clear()

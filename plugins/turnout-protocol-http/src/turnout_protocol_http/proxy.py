@@ -1,0 +1,764 @@
+"""The HTTP/1.1 data path: downstream connections, exchanges, upstream connections and pools.
+
+Design (see DESIGN.md, "Concurrency and the data path"):
+
+- asyncio ``Protocol`` objects driven by httptools (llhttp) callbacks; no Task per request.
+  A Task is created only on slow paths: the first request to a name that is still binding,
+  and opening a new upstream connection.
+- One :class:`Exchange` per request carries it from the downstream parser to an upstream
+  connection and back. Bodies stream both ways with back-pressure (a slow reader pauses the
+  other side); memory per connection is bounded by the transports' write-buffer limits.
+- Writes made while handling one read are merged into one ``transport.write`` ("cork").
+- turnout validates framing itself where llhttp is lenient (Host, TE on HTTP/1.0, TE values,
+  underscore spellings of framing headers) before anything is sent upstream.
+- The per-request path avoids function calls and allocations it can: headers are filtered as
+  they are parsed, one clock reading per read event, cached per-route header blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from time import monotonic
+from typing import TYPE_CHECKING
+
+import httptools
+from turnout.naming import Address, Path
+from turnout.router import Client, Endpoint, Route
+
+from .wire import (
+    CRLF,
+    HOP_BY_HOP,
+    VIA_TOKEN,
+    BadRequest,
+    connection_tokens,
+    is_hop_by_hop,
+    local_response,
+    reason,
+)
+
+if TYPE_CHECKING:
+    from .runtime import HttpRouter, ServerRuntime
+
+log = logging.getLogger("turnout.http")
+
+HIGH_WATER = 64 * 1024
+MAX_REQUEUES = 3
+_STATUS_META = "turnout.http.status"
+_getrandbits = random.getrandbits
+
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+# response headers handled specially (the rest is forwarded unless l5d-/proxy- rules apply)
+_RESPONSE_SPECIAL = {
+    b"content-length": 2,
+    b"transfer-encoding": 1,
+    b"via": 3,
+    b"connection": 4,
+    **{
+        h: 6
+        for h in HOP_BY_HOP
+        if h not in (b"content-length", b"transfer-encoding", b"connection")
+    },
+}
+
+# exchange states
+HEAD, BODY = 0, 1
+
+# request headers handled specially while parsing (everything else is forwarded as is)
+_H_HOST, _H_TE, _H_CL, _H_VIA, _H_CONNECTION, _H_EXPECT, _H_DROP = range(7)
+_REQUEST_SPECIAL = {
+    b"host": _H_HOST,
+    b"transfer-encoding": _H_TE,
+    b"content-length": _H_CL,
+    b"via": _H_VIA,
+    b"connection": _H_CONNECTION,
+    b"expect": _H_EXPECT,
+    **{
+        h: _H_DROP
+        for h in HOP_BY_HOP
+        if h not in (b"transfer-encoding", b"content-length", b"connection")
+    },
+}
+
+
+class Exchange:
+    """One request/response pair travelling through the proxy.
+
+    A plain class with class-level defaults: creating one sets only what differs per request.
+    """
+
+    # request
+    method = b""
+    target = b""
+    version = b"1.1"
+    host: bytes | None = None
+    host_count = 0
+    content_length: bytes | None = None
+    te_count = 0
+    chunked = False
+    has_body = False
+    expect_continue = False
+    keep_alive = True
+    via: list[bytes] | None = None
+    connection: list[bytes] | None = None
+    dtab_ctx: list[bytes] | None = None
+    dtab_user: list[bytes] | None = None
+    trailers: list[tuple[bytes, bytes]] | None = None
+    state = HEAD
+    request_complete = False
+    pending_body: list[bytes] | None = None
+    pending_bytes = 0
+    request_bytes = 0
+    # routing
+    dst: Path | None = None
+    route: Route | None = None
+    client: Client | None = None
+    residual: Path | None = None
+    endpoint: Endpoint | None = None
+    upstream: UpstreamProtocol | None = None
+    written = False
+    requeues = 0
+    counted = False
+    head_only = False
+    # response
+    status = 0
+    response_started = False
+    response_chunked = False
+    response_close = False
+    response_bytes = 0
+    retryable_header = False
+    finished = False
+
+    def __init__(self, conn: ServerProtocol, start: float) -> None:
+        self.conn = conn
+        self.start = start
+        self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+
+    # -- what identifiers read -------------------------------------------------------------
+    def header(self, lname: bytes) -> bytes | None:
+        if lname == b"host":
+            return self.host
+        for ln, _, value in self.headers:
+            if ln == lname:
+                return value
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Downstream
+# ---------------------------------------------------------------------------------------------
+
+
+class ServerProtocol(asyncio.Protocol):
+    """One client connection to an HTTP router server."""
+
+    def __init__(self, router: HttpRouter, server: ServerRuntime) -> None:
+        self.router = router
+        self.server = server
+        self.clear_context = server.config.clear_context
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: Exchange | None = None  # the exchange being parsed
+        self.queue: deque[Exchange] = deque()  # exchanges in order; [0] is being answered
+        self.out: list[bytes] = []
+        self.corked = False
+        self.closing = False
+        self.paused_reading = False
+        self.now = 0.0
+        self.head_started = 0.0
+        self.head_bytes = 0
+        self.last_active = 0.0
+        self.served = 0
+        self.peer = ("-", 0)
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+        self.last_active = self.head_started = monotonic()
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = (peer[0], peer[1])
+        self.server.connections.add(self)
+        self.server.stats.connects.value += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        self.transport = None
+        for ex in list(self.queue):
+            if not ex.finished:
+                self.router.abort(ex, "client disconnected")
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.now = self.last_active = monotonic()
+        current = self.current
+        if current is None or current.state == HEAD:
+            self.head_bytes += len(data)
+        self.corked = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self._after_upgrade(data, e)
+        except BadRequest as e:
+            self.refuse(e.status, str(e))
+        except httptools.HttpParserError as e:
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, BadRequest):
+                self.refuse(cause.status, str(cause))
+            else:
+                self.refuse(400, f"malformed request: {e}")
+        self.corked = False
+        if self.out:
+            self.flush()
+        current = self.current
+        if current is not None and current.state == HEAD and not self.closing:
+            self._check_head_size(current)
+
+    def _after_upgrade(self, data: bytes, e: httptools.HttpParserUpgrade) -> None:
+        # "Upgrade" is hop-by-hop: the request went upstream without it. llhttp stops after
+        # an upgrade request, so what follows is parsed with a fresh parser.
+        offset = e.args[0] if e.args else len(data)
+        self.parser = httptools.HttpRequestParser(self)
+        rest = data[offset:]
+        if rest:
+            self.corked = False
+            self.data_received(rest)
+
+    def _check_head_size(self, ex: Exchange) -> None:
+        cfg = self.router.config
+        if not ex.target and self.head_bytes > cfg.max_initial_line_kb * 1024:
+            self.refuse(
+                414, f"request line longer than maxInitialLineKB ({cfg.max_initial_line_kb} KB)"
+            )
+        elif self.head_bytes > (cfg.max_headers_kb + cfg.max_initial_line_kb) * 1024:
+            self.refuse(431, f"request headers larger than maxHeadersKB ({cfg.max_headers_kb} KB)")
+
+    def pause_writing(self) -> None:
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
+            ex.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
+            ex.upstream.transport.resume_reading()
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.corked:
+            self.out.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def pause_reading(self) -> None:
+        if not self.paused_reading and self.transport is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused_reading and self.transport is not None:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.closing = True
+            self.flush()
+            self.transport.close()
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer a request turnout will not forward, then close the connection."""
+        ex = self.current
+        if ex is not None and ex.upstream is not None:
+            # the head was already forwarded (a late parse error in the body): abort both
+            self.router.abort(ex, message)
+            self.close()
+            return
+        if self.queue and self.queue[0] is not ex and not self.queue[0].finished:
+            self.close()  # a pipelined request is still being answered; just stop
+            return
+        self.router.count_local(self.server, status)
+        self.write(local_response(status, message, close=True, clear_context=self.clear_context))
+        if ex is not None:
+            ex.finished = True
+        self.close()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        ex = self.current = Exchange(self, self.now)
+        self.queue.append(ex)
+        self.head_started = self.now
+        if len(self.queue) > 1:  # pipelining: don't read further until the first is answered
+            self.pause_reading()
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.current
+        ex.target += url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex: Exchange = self.current  # type: ignore[assignment]
+        lname = name.lower()
+        if ex.state:  # trailers of a chunked request
+            if ex.trailers is None:
+                ex.trailers = []
+            if not is_hop_by_hop(lname):
+                ex.trailers.append((name, value))
+            return
+        special = _REQUEST_SPECIAL.get(lname)
+        if special is None:
+            if lname[:4] == b"l5d-":
+                self._l5d_header(ex, lname, value)
+            elif lname[:6] == b"proxy-":
+                return
+            elif b"_" in lname and lname.replace(b"_", b"-") in (
+                b"content-length",
+                b"transfer-encoding",
+            ):
+                raise BadRequest(400, f"ambiguous framing header {name.decode('latin-1')!r}")
+            else:
+                ex.headers.append((lname, name, value))
+        elif special == _H_HOST:
+            ex.host_count += 1
+            ex.host = value
+        elif special == _H_CL:
+            ex.content_length = value
+            ex.headers.append((lname, name, value))
+        elif special == _H_TE:
+            ex.te_count += 1
+            if value.strip().lower() != b"chunked":
+                raise BadRequest(400, f"unsupported Transfer-Encoding: {value.decode('latin-1')!r}")
+        elif special == _H_VIA:
+            if ex.via is None:
+                ex.via = []
+            ex.via.append(value)
+        elif special == _H_CONNECTION:
+            if ex.connection is None:
+                ex.connection = []
+            ex.connection.append(value)
+        elif special == _H_EXPECT:
+            ex.expect_continue = value.strip().lower() == b"100-continue"
+            ex.headers.append((lname, name, value))
+        # _H_DROP: hop-by-hop, not forwarded
+
+    def _l5d_header(self, ex: Exchange, lname: bytes, value: bytes) -> None:
+        if self.clear_context:
+            return
+        if lname == b"l5d-dtab":
+            if ex.dtab_user is None:
+                ex.dtab_user = []
+            ex.dtab_user.append(value)
+        elif lname == b"l5d-ctx-dtab":
+            if ex.dtab_ctx is None:
+                ex.dtab_ctx = []
+            ex.dtab_ctx.append(value)
+        elif lname[:8] != b"l5d-dst-" and lname != b"l5d-reqid":  # turnout writes those
+            ex.headers.append((lname, lname, value))
+
+    def on_headers_complete(self) -> None:
+        ex: Exchange = self.current  # type: ignore[assignment]
+        parser = self.parser
+        ex.method = parser.get_method()
+        version = ex.version = parser.get_http_version().encode()
+        ex.keep_alive = parser.should_keep_alive() and not self.router.draining
+        ex.state = BODY
+        self.head_bytes = 0
+        if ex.host_count != 1 and (version == b"1.1" or ex.host_count):
+            raise BadRequest(
+                400, "missing Host header" if not ex.host_count else "duplicate Host header"
+            )
+        if ex.te_count:
+            if version == b"1.0":
+                raise BadRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0 requests")
+            if ex.te_count > 1:
+                raise BadRequest(400, "more than one Transfer-Encoding header")
+            ex.chunked = ex.has_body = True
+        elif ex.content_length is not None and ex.content_length.strip() != b"0":
+            ex.has_body = True
+        else:
+            ex.request_complete = True  # nothing more belongs to this request
+        if ex.connection is not None:
+            remove = connection_tokens(ex.connection)
+            if remove:
+                ex.headers = [h for h in ex.headers if h[0] not in remove]
+        if ex.target[:1] != b"/":
+            self._absolute_form(ex)
+        if self.queue[0] is ex:
+            self.router.dispatch(ex)
+
+    def _absolute_form(self, ex: Exchange) -> None:
+        """``GET http://host/path`` (http_proxy use): route and forward by the URI's host."""
+        target = ex.target
+        if target == b"*" and ex.method == b"OPTIONS":
+            return
+        try:
+            url = httptools.parse_url(target)
+        except httptools.HttpParserInvalidURLError:
+            raise BadRequest(400, "invalid request target") from None
+        if url.schema not in (b"http", b"https") or not url.host:
+            raise BadRequest(400, "unsupported request target (CONNECT is not supported)")
+        ex.host = url.host + (b":" + str(url.port).encode() if url.port else b"")
+        ex.host_count = 1
+        ex.target = (url.path or b"/") + (b"?" + url.query if url.query else b"")
+
+    def on_body(self, body: bytes) -> None:
+        ex: Exchange = self.current  # type: ignore[assignment]
+        ex.request_bytes += len(body)
+        data = (b"%x\r\n" % len(body)) + body + CRLF if ex.chunked else body
+        up = ex.upstream
+        if up is not None and ex.written and up.transport is not None:
+            up.transport.write(data)
+        else:
+            if ex.pending_body is None:
+                ex.pending_body = []
+            ex.pending_body.append(data)
+            ex.pending_bytes += len(data)
+            if ex.pending_bytes > HIGH_WATER:
+                self.pause_reading()
+
+    def on_message_complete(self) -> None:
+        ex: Exchange = self.current  # type: ignore[assignment]
+        ex.request_complete = True
+        if ex.chunked:
+            tail = b"0\r\n"
+            if ex.trailers:
+                tail += b"".join(n + b": " + v + CRLF for n, v in ex.trailers)
+            tail += CRLF
+            up = ex.upstream
+            if up is not None and ex.written and up.transport is not None:
+                up.transport.write(tail)
+            else:
+                if ex.pending_body is None:
+                    ex.pending_body = []
+                ex.pending_body.append(tail)
+        self.current = None
+        self.head_bytes = 0
+        self.head_started = self.now
+
+    # -- answering -------------------------------------------------------------------------
+    def exchange_done(self, ex: Exchange) -> None:
+        """Called when the response of the head-of-line exchange was fully written."""
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        self.served += 1
+        if not ex.keep_alive or ex.response_close or self.closing or not ex.request_complete:
+            # (a response that ended before its request body did: what follows cannot be told
+            # apart from the next request)
+            self.close()
+            return
+        if queue:
+            nxt = queue[0]
+            if nxt.state:
+                self.router.dispatch(nxt)
+        if self.paused_reading and len(queue) <= 1:
+            self.resume_reading()
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstream
+# ---------------------------------------------------------------------------------------------
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One connection to an endpoint; carries one exchange at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.ex: Exchange | None = None
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.in_body = False
+        self.eof_ends_body = False
+        self.reusable = True
+        self.closed = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        self.pool.forget(self)
+        ex = self.ex
+        if ex is None or ex.finished:
+            return
+        self.ex = None
+        router = ex.conn.router
+        if ex.response_started:
+            if self.eof_ends_body:  # a close-delimited body ends here
+                self.reusable = False
+                router.response_complete(ex, self)
+                ex.conn.flush()
+            else:
+                router.abort(ex, "upstream closed the connection mid-response")
+        else:
+            router.upstream_failed(ex, self, f"connection closed by {self.pool.address}")
+            ex.conn.flush()
+
+    def pause_writing(self) -> None:
+        ex = self.ex
+        if ex is not None:
+            ex.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.ex
+        if ex is not None and not ex.request_complete and len(ex.conn.queue) <= 1:
+            ex.conn.resume_reading()
+
+    def send(self, ex: Exchange, head: bytes) -> None:
+        """Write a request head and whatever body arrived so far."""
+        self.ex = ex
+        ex.upstream = self
+        pending = ex.pending_body
+        if pending:
+            ex.pending_body = None
+            ex.pending_bytes = 0
+            self.transport.write(head + b"".join(pending))  # type: ignore[union-attr]
+            if len(ex.conn.queue) <= 1:
+                ex.conn.resume_reading()
+        else:
+            self.transport.write(head)  # type: ignore[union-attr]
+        ex.written = True
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:  # bytes nobody asked for: this connection cannot be trusted
+            self.reusable = False
+            self.close()
+            return
+        conn = ex.conn
+        conn.corked = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self.reusable = False
+            cause = e.__cause__ or e.__context__
+            if not ex.finished and not isinstance(cause, _HeadDone):
+                message = f"malformed response from {self.pool.address}: {e}"
+                conn.router.bad_response(ex, self, message)
+            self.close()
+        conn.corked = False
+        if conn.out:
+            conn.flush()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self.closed = True
+        self.pool.forget(self)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.trailers = None
+        self.in_body = False
+        self.reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_body:
+            if not is_hop_by_hop(name.lower()):
+                if self.trailers is None:
+                    self.trailers = []
+                self.trailers.append((name, value))
+        else:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex: Exchange = self.ex  # type: ignore[assignment]
+        self.in_body = True
+        ex.conn.router.response_head(ex, self, self.parser.get_status_code())
+        if ex.head_only and ex.status >= 200 and not ex.finished:
+            # a response to HEAD has no body, but llhttp cannot be told so: stop parsing here
+            # and never reuse this connection
+            self.reusable = False
+            ex.conn.router.response_complete(ex, self)
+            raise _HeadDone
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.ex
+        if ex is None or not body:
+            return
+        ex.response_bytes += len(body)
+        if ex.response_chunked:
+            ex.conn.write((b"%x\r\n" % len(body)) + body + CRLF)
+        else:
+            ex.conn.write(body)
+
+    def on_message_complete(self) -> None:
+        ex: Exchange = self.ex  # type: ignore[assignment]
+        if ex.status < 200:
+            ex.status = 0
+            return  # an interim (1xx) response; the final one follows
+        ex.conn.router.response_complete(ex, self)
+
+
+class _HeadDone(Exception):
+    """Raised from a callback to stop parsing after the head of a response to HEAD."""
+
+
+class Pool:
+    """Keep-alive connections to one endpoint (LIFO: the warmest connection first)."""
+
+    __slots__ = ("address", "client", "closed", "host", "idle", "open", "port", "router", "status")
+
+    def __init__(self, address: Address, router: HttpRouter, client: Client) -> None:
+        self.address = address
+        self.host = address.host
+        self.port = address.port
+        self.router = router
+        self.client = client
+        self.idle: list[UpstreamProtocol] = []
+        self.open: set[UpstreamProtocol] = set()
+        self.closed = False
+        #: set for the synthetic endpoint of /$/io.buoyant.http.status/<code>
+        self.status: int | None = address.meta.get(_STATUS_META)
+
+    def acquire(self) -> UpstreamProtocol | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.closed:
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamProtocol:
+        loop = asyncio.get_running_loop()
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamProtocol(self), self.host, self.port),
+            self.router.connect_timeout,
+        )
+        self.open.add(protocol)  # type: ignore[arg-type]
+        return protocol  # type: ignore[return-value]
+
+    def release(self, conn: UpstreamProtocol) -> None:
+        conn.ex = None
+        if self.closed or not conn.reusable or conn.closed:
+            conn.close()
+            return
+        conn.idle_since = monotonic()
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamProtocol) -> None:
+        self.open.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close_when_idle(self) -> None:
+        """The endpoint left the address set: close idle connections now, busy ones when done."""
+        self.closed = True
+        for conn in list(self.idle):
+            conn.close()
+        self.idle.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in list(self.open):
+            conn.close()
+        self.idle.clear()
+
+    def expire_idle(self, now: float, idle_time: float) -> None:
+        for conn in list(self.idle):
+            if now - conn.idle_since > idle_time:
+                conn.close()
+
+
+def request_id() -> bytes:
+    return b"%016x" % _getrandbits(64)
+
+
+def response_head_bytes(
+    ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool
+) -> bytes:
+    """The head sent downstream: status line, end-to-end headers, framing, Via."""
+    lines = [
+        b"HTTP/",
+        ex.version,
+        b" ",
+        str(status).encode(),
+        b" ",
+        up.reason or reason(status),
+        CRLF,
+    ]
+    content_length: bytes | None = None
+    chunked = False
+    via: bytes | None = None
+    remove: set[bytes] | None = None
+    special = _RESPONSE_SPECIAL
+    for name, value in up.headers:
+        lname = name.lower()
+        kind = special.get(lname)
+        if kind is None:
+            if lname[:4] == b"l5d-":
+                if lname == b"l5d-retryable":
+                    ex.retryable_header = value.strip().lower() == b"true"
+                if clear_context:
+                    continue
+            elif lname[:6] == b"proxy-":
+                continue
+            lines += (name, b": ", value, CRLF)
+        elif kind == _H_CL:
+            content_length = value
+        elif kind == _H_TE:
+            chunked = value.strip().lower().endswith(b"chunked")
+        elif kind == _H_VIA:
+            via = value if via is None else via + b", " + value
+        elif kind == _H_CONNECTION and value.lower() not in _PLAIN_CONNECTION:
+            tokens = connection_tokens([value]) - _PLAIN_CONNECTION
+            if tokens:
+                remove = tokens if remove is None else remove | tokens
+        # _H_DROP: hop-by-hop
+    if remove:
+        return _strip_listed(ex, up, status, clear_context, remove)
+    lines += (b"Via: ", via + b", " + VIA_TOKEN if via else VIA_TOKEN, CRLF)
+    if ex.head_only or status == 204 or status == 304:
+        if content_length is not None and ex.head_only:
+            lines += (b"Content-Length: ", content_length, CRLF)
+        up.eof_ends_body = False
+    elif content_length is not None and not chunked:
+        lines += (b"Content-Length: ", content_length, CRLF)
+    elif ex.version == b"1.1":
+        # chunked upstream, or a body delimited by the upstream closing: chunk it downstream
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+        ex.response_chunked = True
+        up.eof_ends_body = not chunked
+    else:
+        ex.response_close = True  # HTTP/1.0 client: the body ends when we close
+        up.eof_ends_body = not chunked
+    if not ex.keep_alive or ex.response_close:
+        lines.append(b"Connection: close\r\n")
+        ex.response_close = True
+    elif ex.version == b"1.0":
+        lines.append(b"Connection: keep-alive\r\n")
+    lines.append(CRLF)
+    return b"".join(lines)
+
+
+def _strip_listed(
+    ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool, remove: set[bytes]
+) -> bytes:
+    """Rare path: the response's Connection header names more headers to drop."""
+    drop = remove | {b"connection"}
+    up.headers = [(n, v) for n, v in up.headers if n.lower() not in drop]
+    return response_head_bytes(ex, up, status, clear_context)

@@ -1,0 +1,656 @@
+"""The running HTTP router: servers, dispatch of exchanges, responses, stats, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from turnout.linker import BuildContext, RouterRuntime
+from turnout.metrics import Counter, MetricsTree, bucket
+from turnout.naming import Address, Dtab, Path
+from turnout.router import Client, Endpoint, Route, RouteError, Router, accrual_for, balancer_for
+
+from . import classifiers
+from .accesslog import AccessLog
+from .identifiers import HeaderTokenIdentifier, Identifier
+from .proxy import (
+    MAX_REQUEUES,
+    Exchange,
+    Pool,
+    ServerProtocol,
+    UpstreamProtocol,
+    request_id,
+    response_head_bytes,
+)
+from .wire import CRLF, VIA_TOKEN, BadRequest, local_response, reason, via_hops
+
+if TYPE_CHECKING:
+    from .config import HttpRouterConfig, HttpServerConfig
+
+log = logging.getLogger("turnout.http")
+
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_SUCCESS = classifiers.SUCCESS
+
+
+class ServerStats:
+    """``rt/<router>/server/<ip>/<port>/...``"""
+
+    def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], server: ServerRuntime) -> None:
+        self.metrics = metrics
+        self.scope = scope
+        self.success = metrics.counter(*scope, "success")
+        self.failures = metrics.counter(*scope, "failures")
+        self.requests = metrics.sum_counter(
+            *scope, "requests", parts=lambda: [self.success, self.failures]
+        )
+        self.latency = metrics.stat(*scope, "request_latency_ms")
+        self.connects = metrics.counter(*scope, "connects")
+        self.rejected = metrics.counter(*scope, "rejected")
+        metrics.gauge(*scope, "connections", fn=lambda: len(server.connections))
+        metrics.gauge(*scope, "pending", fn=lambda: server.in_flight)
+        #: ``status/<code>`` counters; ``status/<N>XX`` are their sums
+        self.codes: dict[int, Counter] = {}
+
+    def status(self, code: int) -> Counter:
+        counter = self.codes.get(code)
+        if counter is None:
+            m, s = self.metrics, self.scope
+            counter = self.codes[code] = m.counter(*s, "status", str(code))
+            klass = code // 100
+            m.sum_counter(
+                *s,
+                "status",
+                f"{klass}XX",
+                parts=lambda: [c for k, c in self.codes.items() if k // 100 == klass],
+            )
+        return counter
+
+
+class ServerRuntime:
+    """One listening socket of the router."""
+
+    def __init__(self, router: HttpRouter, config: HttpServerConfig, port: int) -> None:
+        self.router = router
+        self.config = config
+        self.ip = config.ip
+        self.port = port
+        self.server: asyncio.AbstractServer | None = None
+        self.connections: set[ServerProtocol] = set()
+        self.in_flight = 0
+        self.stats: ServerStats = None  # type: ignore[assignment]  # set once the port is known
+        session = config.server_session
+        self.idle_timeout = (
+            session.idle_time_ms / 1000
+            if session is not None and session.idle_time_ms
+            else config.idle_timeout_ms / 1000
+        )
+        self.header_timeout = config.request_header_timeout_ms / 1000
+        self.max_concurrent = config.max_concurrent_requests
+        self.max_call_depth = config.max_call_depth
+        self.timestamp_header = (
+            config.timestamp_header.encode("latin-1") if config.timestamp_header else None
+        )
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        opts = self.config.socket_options
+        kwargs: dict[str, Any] = {"reuse_address": True}
+        if opts is not None:
+            kwargs["reuse_port"] = opts.reuse_port or None
+            if opts.backlog:
+                kwargs["backlog"] = opts.backlog
+        self.server = await loop.create_server(
+            lambda: ServerProtocol(self.router, self), self.ip, self.port, **kwargs
+        )
+        sock = self.server.sockets[0]
+        self.port = sock.getsockname()[1]
+        if opts is None or opts.no_delay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        scope = ("rt", self.router.label, "server", self.ip, str(self.port))
+        self.stats = ServerStats(self.router.metrics, scope, self)
+
+
+class HttpRouter(RouterRuntime):
+    """The runtime of one ``protocol: http`` router."""
+
+    def __init__(self, config: HttpRouterConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.label = config.effective_label
+        self.metrics = ctx.metrics
+        assert ctx.interpreter is not None
+        self.interpreter = ctx.interpreter
+        self.dtab = config.dtab
+        self.core = Router(
+            config,
+            ctx.interpreter,
+            ctx.metrics,
+            new_pool=self._new_pool,
+            balancer_factory=balancer_for,
+            accrual_factory=accrual_for,
+        )
+        self.identifiers: list[Identifier] = [
+            c.new_identifier(config.dst_prefix) for c in config.identifiers()
+        ]
+        # the default identifier (Host as one segment) gets a fast path in dispatch
+        first = self.identifiers[0]
+        self._host_cache: dict[bytes, Path] | None = (
+            first._cache
+            if len(self.identifiers) == 1
+            and isinstance(first, HeaderTokenIdentifier)
+            and first.lname == b"host"
+            else None
+        )
+        self.binding_timeout = config.binding_timeout_ms / 1000
+        self.connect_timeout = 3.0
+        self.server_runtimes = [
+            ServerRuntime(self, s, config.server_port(s)) for s in config.servers
+        ]
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._dtab_cache: dict[bytes, Dtab] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self.access_log = (
+            AccessLog(
+                config.http_access_log, config.http_access_log_format, config.http_access_log_append
+            )
+            if config.http_access_log
+            else None
+        )
+
+    # -- RouterRuntime ---------------------------------------------------------------------
+    async def start(self) -> None:
+        for server in self.server_runtimes:
+            await server.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def servers(self) -> list[tuple[str, int]]:
+        return [(s.ip, s.port) for s in self.server_runtimes]
+
+    def stop_accepting(self) -> None:
+        self.draining = True
+        for server in self.server_runtimes:
+            if server.server is not None:
+                server.server.close()
+            for conn in list(server.connections):
+                if not conn.queue:
+                    conn.close()  # idle keep-alive connection
+
+    async def drain(self) -> None:
+        while any(s.in_flight for s in self.server_runtimes):
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for server in self.server_runtimes:
+            for conn in list(server.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            if server.server is not None:
+                server.server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.server.wait_closed(), 1.0)
+        self.core.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def client_state(self) -> dict[str, Any]:
+        return self.core.client_state()
+
+    # -- building blocks -------------------------------------------------------------------
+    def _new_pool(self, address: Address, client: Client) -> Pool:
+        return Pool(address, self, client)
+
+    def identify(self, ex: Exchange) -> Path | None:
+        for identifier in self.identifiers:
+            path = identifier.identify(ex)
+            if path is not None:
+                return path
+        return None
+
+    def local_dtab(self, ex: Exchange) -> Dtab:
+        out = Dtab.empty
+        for value in (*(ex.dtab_ctx or ()), *(ex.dtab_user or ())):
+            dtab = self._dtab_cache.get(value)
+            if dtab is None:
+                try:
+                    dtab = Dtab.read(value.decode("utf-8", "surrogateescape"))
+                except ValueError as e:
+                    raise BadRequest(400, f"Invalid dtab header: {e}") from None
+                if len(self._dtab_cache) > 1000:
+                    self._dtab_cache.clear()
+                self._dtab_cache[value] = dtab
+            out = out + dtab
+        return out
+
+    @staticmethod
+    def _route_extras(route: Route) -> _RouteExtras:
+        """Per-route data the HTTP path caches on the route: classifier and header blocks."""
+        extras = route.protocol_data
+        if extras is None:
+            extras = route.protocol_data = _RouteExtras(route)
+        return extras  # type: ignore[no-any-return]
+
+    # -- dispatch --------------------------------------------------------------------------
+    def dispatch(self, ex: Exchange) -> None:
+        """Route a request whose head is complete (called in order per connection)."""
+        conn = ex.conn
+        server = conn.server
+        if ex.finished:
+            return
+        if server.max_concurrent is not None and server.in_flight >= server.max_concurrent:
+            server.stats.rejected.value += 1
+            self.respond_local(
+                ex, 503, f"max concurrent requests exceeded ({server.max_concurrent})"
+            )
+            return
+        server.in_flight += 1
+        ex.counted = True
+        ex.head_only = ex.method == b"HEAD"
+        try:
+            if ex.via is not None and via_hops(ex.via) >= server.max_call_depth:
+                raise BadRequest(
+                    400, f"Maximum number of calls ({server.max_call_depth}) exceeded: loop?"
+                )
+            cache = self._host_cache
+            dst = cache.get(ex.host) if cache is not None and ex.host is not None else None  # type: ignore[arg-type]
+            if dst is None:
+                dst = self.identify(ex)
+                if dst is None:
+                    raise BadRequest(400, "Unable to identify request: no identifier could name it")
+            local = (
+                self.local_dtab(ex)
+                if ex.dtab_ctx is not None or ex.dtab_user is not None
+                else Dtab.empty
+            )
+        except BadRequest as e:
+            self.respond_local(ex, e.status, str(e))
+            return
+        ex.dst = dst
+        route = self.core.route(dst, local)
+        route.last_used = conn.now
+        ex.route = route
+        if not route.ready:
+            conn.pause_reading()
+            asyncio.get_running_loop().create_task(self._await_route(ex))
+            return
+        self._choose(ex)
+
+    async def _await_route(self, ex: Exchange) -> None:
+        route = ex.route
+        assert route is not None
+        try:
+            await route.wait(self.binding_timeout)
+        except TimeoutError:
+            self.no_route(
+                ex,
+                RouteError(
+                    "timeout",
+                    f"Exceeded {self.binding_timeout:g}s binding timeout while resolving name: "
+                    f"{ex.dst}",
+                ),
+            )
+        else:
+            if not ex.finished:
+                self._choose(ex)
+        ex.conn.flush()
+
+    def _choose(self, ex: Exchange) -> None:
+        route: Route = ex.route  # type: ignore[assignment]
+        try:
+            client, residual = route.choose()
+        except RouteError as e:
+            self.no_route(ex, e)
+            return
+        ex.client = client
+        ex.residual = residual
+        now = ex.conn.now
+        client.last_used = now
+        try:
+            endpoint = client.pick(now)
+        except RouteError as e:
+            if e.kind == "pending":
+                asyncio.get_running_loop().create_task(self._await_client(ex, client))
+            else:
+                self.no_route(ex, e)
+            return
+        self._send(ex, endpoint)
+
+    async def _await_client(self, ex: Exchange, client: Client) -> None:
+        with contextlib.suppress(TimeoutError):
+            await client.wait_bound(self.binding_timeout)
+        if not ex.finished:
+            try:
+                endpoint = client.pick(monotonic())
+            except RouteError as e:
+                self.no_route(ex, e)
+            else:
+                self._send(ex, endpoint)
+        ex.conn.flush()
+
+    def _send(self, ex: Exchange, endpoint: Endpoint) -> None:
+        endpoint.load += 1
+        ex.endpoint = endpoint
+        pool: Pool = endpoint.pool
+        if pool.status is not None:  # /$/io.buoyant.http.status/<code>
+            self.respond_local(ex, pool.status, "", l5d_err=False)
+            return
+        head = self._request_head(ex, pool)
+        idle = pool.idle
+        while idle:
+            up = idle.pop()
+            if up.transport is not None and not up.closed:
+                up.send(ex, head)
+                return
+        ex.conn.pause_reading()
+        asyncio.get_running_loop().create_task(self._connect_and_send(ex, pool, head))
+
+    async def _connect_and_send(self, ex: Exchange, pool: Pool, head: bytes) -> None:
+        try:
+            up = await pool.connect()
+        except (OSError, TimeoutError) as e:
+            if not ex.finished:
+                why = str(e) or type(e).__name__
+                self._requeue_or_fail(
+                    ex, f"connect to {pool.address} failed: {why}", never_written=True
+                )
+                ex.conn.flush()
+            return
+        if ex.finished:
+            pool.release(up)
+            return
+        pool.client.stats.connects.value += 1
+        up.send(ex, head)
+        if len(ex.conn.queue) <= 1 and not ex.request_complete:
+            ex.conn.resume_reading()
+
+    def _request_head(self, ex: Exchange, pool: Pool) -> bytes:
+        parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\nHost: "]
+        parts.append(ex.host if ex.host else f"{pool.host}:{pool.port}".encode())
+        parts.append(CRLF)
+        for _, name, value in ex.headers:
+            parts += (name, b": ", value, CRLF)
+        if ex.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if ex.via is not None:
+            parts += (b"Via: ", b", ".join(ex.via), b", ", VIA_TOKEN, CRLF)
+        else:
+            parts.append(b"Via: " + VIA_TOKEN + CRLF)
+        parts.append(self._route_extras(ex.route).headers(ex.client, ex.residual))  # type: ignore[arg-type]
+        parts += (b"l5d-reqid: ", request_id(), CRLF)
+        stamp = ex.conn.server.timestamp_header
+        if stamp is not None:
+            parts += (stamp, b": ", str(int(time.time() * 1000)).encode(), CRLF)
+        parts.append(CRLF)
+        return b"".join(parts)
+
+    # -- failures before a response --------------------------------------------------------
+    def upstream_failed(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
+        """The connection closed before any response byte."""
+        safe = not ex.has_body and ex.method in _IDEMPOTENT
+        self._requeue_or_fail(ex, message, never_written=not ex.written or safe)
+
+    def _requeue_or_fail(self, ex: Exchange, message: str, *, never_written: bool) -> None:
+        endpoint = ex.endpoint
+        client = ex.client
+        now = monotonic()
+        if endpoint is not None:
+            endpoint.load -= 1
+            if client is not None:
+                client.accrual.record(endpoint, False, now)
+            ex.endpoint = None
+        ex.upstream = None
+        ex.written = False
+        if (
+            never_written
+            and not (ex.has_body and ex.request_bytes)
+            and ex.requeues < MAX_REQUEUES
+            and client is not None
+            and not ex.conn.closing
+        ):
+            ex.requeues += 1
+            try:
+                endpoint = client.pick(now)
+            except RouteError:
+                pass
+            else:
+                self._send(ex, endpoint)
+                return
+        self.respond_local(ex, 502, message)
+
+    def bad_response(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
+        if ex.response_started:
+            self.abort(ex, message)
+        else:
+            up.reusable = False
+            self._release_endpoint(ex, success=False)
+            ex.upstream = None
+            self.respond_local(ex, 502, message)
+
+    def no_route(self, ex: Exchange, err: RouteError) -> None:
+        route = ex.route
+        local = route.local_dtab if route is not None else Dtab.empty
+        full = self.dtab + local
+        lines = [
+            "Unable to route request!",
+            "",
+            f"service name: {ex.dst}",
+            f"reason: {err}",
+            "dtab:",
+            f"  {full}" if len(full) else "  (empty)",
+            "base dtab:",
+            f"  {self.dtab}" if len(self.dtab) else "  (empty)",
+            "override dtab:",
+            f"  {local}" if len(local) else "  (empty)",
+            "",
+            f"explain it with: turnout dtab delegate --config <config> --router {self.label} "
+            f"{ex.dst}  (or the admin's /delegator.json?namespace={self.label}&path={ex.dst})",
+        ]
+        self.respond_local(ex, 502, "\n".join(lines), err=f"Unable to route request! {err}")
+
+    def count_local(self, server: ServerRuntime, status: int) -> None:
+        """Stats of a request refused before it became an exchange (malformed)."""
+        stats = server.stats
+        stats.failures.value += 1
+        stats.status(status).value += 1
+
+    # -- responses -------------------------------------------------------------------------
+    def respond_local(
+        self,
+        ex: Exchange,
+        status: int,
+        message: str,
+        *,
+        l5d_err: bool = True,
+        err: str | None = None,
+    ) -> None:
+        """Answer ``ex`` from turnout itself (errors, status namer)."""
+        if ex.finished:
+            return
+        conn = ex.conn
+        clear = conn.clear_context or not l5d_err
+        if not ex.request_complete:
+            ex.keep_alive = False  # the rest of the body would be read as the next request
+        up = ex.upstream
+        if up is not None:
+            up.reusable = False
+            up.close()
+            ex.upstream = None
+        data = local_response(
+            status,
+            message,
+            err=err,
+            close=not ex.keep_alive,
+            clear_context=clear,
+            version=ex.version,
+            head_only=ex.head_only,
+        )
+        ex.status = status
+        ex.response_started = True
+        ex.response_close = not ex.keep_alive
+        ex.response_bytes = len(data)
+        conn.write(data)
+        self._release_endpoint(ex, success=status < 500)
+        self._finish(ex, status < 500)
+
+    def response_head(self, ex: Exchange, up: UpstreamProtocol, status: int) -> None:
+        if status < 200:
+            ex.status = status
+            if status == 101:
+                up.reusable = False
+                raise BadResponse("upstream switched protocols; upgrades are not supported")
+            if ex.version == b"1.1" and (status != 100 or ex.expect_continue):
+                ex.conn.write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason(status)))
+            return
+        ex.status = status
+        ex.response_started = True
+        ex.conn.write(response_head_bytes(ex, up, status, ex.conn.clear_context))
+
+    def response_complete(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        conn = ex.conn
+        if ex.response_chunked:
+            trailers = up.trailers
+            if trailers:
+                conn.write(b"0\r\n" + b"".join(n + b": " + v + CRLF for n, v in trailers) + CRLF)
+            else:
+                conn.write(b"0\r\n\r\n")
+        ex.upstream = None
+        endpoint = ex.endpoint
+        if endpoint is not None:
+            up.reusable = up.reusable and ex.request_complete and up.parser.should_keep_alive()
+            endpoint.pool.release(up)
+        extras = self._route_extras(ex.route)  # type: ignore[arg-type]
+        success = extras.classifier.classify(ex.method, ex.status, ex.retryable_header) == _SUCCESS
+        if endpoint is not None:
+            ex.endpoint = None
+            endpoint.load -= 1
+            ex.client.accrual.record(endpoint, success, conn.now)  # type: ignore[union-attr]
+        self._finish(ex, success)
+
+    def _release_endpoint(self, ex: Exchange, *, success: bool) -> None:
+        endpoint = ex.endpoint
+        if endpoint is None:
+            return
+        ex.endpoint = None
+        endpoint.load -= 1
+        client = ex.client
+        if client is not None:
+            client.accrual.record(endpoint, success, monotonic())
+
+    def abort(self, ex: Exchange, message: str) -> None:
+        """End an exchange that cannot be answered (client gone, upstream cut mid-response)."""
+        if ex.finished:
+            return
+        up = ex.upstream
+        if up is not None:
+            up.reusable = False
+            up.close()
+            ex.upstream = None
+        self._release_endpoint(ex, success=False)
+        if not ex.status:
+            ex.status = 499 if ex.conn.transport is None else 502
+        ex.response_close = True
+        log.debug("aborted %s %s: %s", ex.method, ex.target, message)
+        self._finish(ex, False)
+
+    def _finish(self, ex: Exchange, success: bool) -> None:
+        ex.finished = True
+        conn = ex.conn
+        server = conn.server
+        elapsed = (monotonic() - ex.start) * 1000
+        slot = bucket(elapsed)
+        stats = server.stats
+        (stats.success if success else stats.failures).value += 1
+        stats.latency.counts[slot] += 1
+        code = stats.codes.get(ex.status)
+        (code if code is not None else stats.status(ex.status)).value += 1
+        route = ex.route
+        if route is not None:
+            svc = route.service
+            (svc.success if success else svc.failures).value += 1
+            svc.latency.counts[slot] += 1
+        client = ex.client
+        if client is not None:
+            cs = client.stats
+            (cs.success if success else cs.failures).value += 1
+            cs.latency.counts[slot] += 1
+        if self.access_log is not None:
+            self.access_log.record(ex, elapsed)
+        if ex.counted:
+            server.in_flight -= 1
+            if not server.in_flight and self.draining:
+                self._idle.set()
+        conn.exchange_done(ex)
+
+    # -- housekeeping ----------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        """Once a second: header and idle timeouts, idle routes, access log flush."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.sweep(monotonic())
+            except Exception:  # the sweeper must survive anything
+                log.exception("sweep failed")
+
+    def sweep(self, now: float) -> None:
+        for server in self.server_runtimes:
+            for conn in list(server.connections):
+                ex = conn.current
+                slow_head = now - conn.head_started > server.header_timeout
+                if ex is not None and ex.state == 0 and slow_head:
+                    conn.refuse(408, "request headers not received in time")
+                    conn.flush()
+                elif not conn.queue and (
+                    self.draining
+                    or now - conn.last_active > server.idle_timeout
+                    or (conn.served == 0 and slow_head)
+                ):
+                    conn.close()
+        self.core.expire_idle()
+        if self.access_log is not None:
+            self.access_log.flush()
+
+
+class _RouteExtras:
+    """What the HTTP path caches per route: its classifier and ``l5d-dst-*`` header blocks."""
+
+    __slots__ = ("_blocks", "classifier", "ctx_header", "route", "service_header")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        cfg = route.policy.response_classifier
+        self.classifier: classifiers.Classifier = (
+            cfg.new_classifier() if cfg is not None else classifiers.DEFAULT  # type: ignore[attr-defined]
+        )
+        self._blocks: dict[tuple[int, Path | None], bytes] = {}
+        self.service_header = b"l5d-dst-service: " + str(route.path).encode() + CRLF
+        self.ctx_header = (
+            b"l5d-ctx-dtab: " + str(route.local_dtab).encode() + CRLF
+            if len(route.local_dtab)
+            else b""
+        )
+
+    def headers(self, client: Client, residual: Path | None) -> bytes:
+        key = (id(client), residual)
+        block = self._blocks.get(key)
+        if block is None:
+            block = self.service_header + b"l5d-dst-client: " + str(client.id).encode() + CRLF
+            if residual is not None and len(residual):
+                block += b"l5d-dst-residual: " + str(residual).encode() + CRLF
+            block += self.ctx_header
+            if len(self._blocks) > 1000:
+                self._blocks.clear()
+            self._blocks[key] = block
+        return block
+
+
+class BadResponse(Exception):
+    """An upstream response turnout will not relay."""
