@@ -129,7 +129,7 @@ def load_plugins(
     infos: list[PluginInfo] = []
     for modname in BUILTIN_PLUGINS:
         module = importlib.import_module(modname)
-        pm.register(module, name=modname)
+        _register(pm, module, modname, "built-in")
         infos.append(PluginInfo(modname, modname, "turnout", _core_version(), True))
 
     if autoload is None:
@@ -145,22 +145,31 @@ def load_plugins(
                 f"{type(e).__name__}: {e}"
             ) from e
         if not pm.is_registered(module):
-            pm.register(module, name=modname)
+            _register(pm, module, modname, "TURNOUT_PLUGIN_MODULES")
             infos.append(PluginInfo(modname, modname, None, None, False))
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", f"extra-{i}")
-        pm.register(plugin, name=name)
+        _register(pm, plugin, name, "extra")
         infos.append(PluginInfo(name, name, None, None, False))
 
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
+        name = pm.get_name(e.plugin) or repr(e.plugin)
         raise PluginError(
-            f"plugin '{e.plugin_name}' implements a hook turnout does not define: {e}. "
+            f"plugin '{name}' implements a hook turnout does not define: {e}. "
             "Check the spelling against turnout.hookspecs"
         ) from e
     registry = _fill_registry(pm, infos)
     return Plugins(pm, registry, infos)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, where: str) -> None:
+    """Register one plugin; a hook implementation that does not fit its spec is a PluginError."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as e:
+        raise PluginError(f"turnout plugin '{name}' ({where}) is invalid: {e}") from e
 
 
 def _core_version() -> str:
@@ -202,7 +211,7 @@ def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> list
                 f"two turnout plugins are named '{ep.name}': {where} and "
                 f"{getattr(other, '__name__', other)}"
             )
-        pm.register(plugin, name=ep.name)
+        _register(pm, plugin, ep.name, where)
         infos.append(
             PluginInfo(ep.name, getattr(plugin, "__name__", ep.value), dist_name, version, False)
         )

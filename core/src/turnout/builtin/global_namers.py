@@ -4,7 +4,7 @@ Each is a :class:`~turnout.naming.Namer` registered by name through
 ``turnout_register_global_namers`` (Linkerd reached them by JVM class name):
 
 ==================================  ==========================================================
-``io.buoyant.rinet``                ``/<port>/<host>/rest`` → ``/$/inet/<host>/<port>/rest``
+``io.buoyant.rinet``                ``/<port>/<host>/rest`` → ``<host>:<port>`` (id keeps rinet)
 ``io.buoyant.hostportPfx``          ``/<pfx>/<host>:<port>/rest`` → ``/<pfx>/<host>/<port>/rest``
 ``io.buoyant.porthostPfx``          ``/<pfx>/<host>:<port>/rest`` → ``/<pfx>/<port>/<host>/rest``
 ``io.buoyant.http.anyMethod``       ``/<METHOD>/rest`` → ``/rest``
@@ -40,6 +40,7 @@ from ..naming import (
     Path,
     Var,
 )
+from ..naming.inet import default_resolver
 from ..naming.namer import Name
 
 _HOST = re.compile(r"[A-Za-z0-9.:_-]+")
@@ -87,11 +88,6 @@ def _subdomain(domain: str, host: str) -> str | None:
 
 def _is(pattern: re.Pattern[str], text: str) -> bool:
     return pattern.fullmatch(text) is not None
-
-
-def _rinet(labels: list[str], rest: Path) -> Path | None:
-    port, host = labels
-    return Path.of("$", "inet", host, port) + rest
 
 
 def _hostport(labels: list[str], rest: Path) -> Path | None:
@@ -150,6 +146,25 @@ def _domain_to_path_pfx(labels: list[str], rest: Path) -> Path | None:
     return Path.of(pfx, *reversed(host.split("."))) + rest
 
 
+class RinetNamer(Namer):
+    """``/$/io.buoyant.rinet/<port>/<host>/rest``: ``<host>:<port>`` (port first, so that a
+    dtab can fix the port and vary the host), bound with id ``/$/io.buoyant.rinet/<port>/<host>``
+    as in Linkerd, so that client prefixes like ``/$/io.buoyant.rinet/443/{host}`` match."""
+
+    def lookup(self, path: Path) -> Activity[NameTree[Name]]:
+        if len(path) < 2:
+            return Activity.of(Neg)
+        try:
+            port_text, host = path[0].decode(), path[1].decode()
+        except UnicodeDecodeError:
+            return Activity.of(Neg)
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+            return Activity.of(Neg)
+        addr = default_resolver().addr(host, int(port_text))
+        bound_id = Path.of("$", "io.buoyant.rinet") + path.take(2)
+        return Activity.of(Leaf(NameBound(bound_id, addr, path.drop(2))))
+
+
 class StatusNamer(Namer):
     """``/$/io.buoyant.http.status/<code>``: binds to a destination that answers ``<code>``.
 
@@ -177,7 +192,7 @@ class StatusNamer(Namer):
 @hookimpl
 def turnout_register_global_namers() -> dict[str, Namer]:
     return {
-        "io.buoyant.rinet": RewritingNamer(2, _rinet),
+        "io.buoyant.rinet": RinetNamer(),
         "io.buoyant.hostportPfx": RewritingNamer(2, _hostport),
         "io.buoyant.porthostPfx": RewritingNamer(2, _porthost),
         "io.buoyant.http.anyMethod": RewritingNamer(1, _any_method),

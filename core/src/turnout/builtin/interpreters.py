@@ -17,10 +17,11 @@ from ..naming import (
     Failed,
     NameInterpreter,
     Ok,
+    Pending,
     State,
     derive_activity,
 )
-from .watch import PollingWatcher
+from .watch import NOT_READ, PollingWatcher
 
 if TYPE_CHECKING:
     from ..linker import BuildContext
@@ -62,6 +63,8 @@ def watched_dtab(watcher: PollingWatcher, location: str) -> Activity[Dtab]:
 
     def compute() -> State[Dtab]:
         data = content.sample()
+        if data is NOT_READ:
+            return Pending
         try:
             if data is None:
                 raise ValueError("no such file")

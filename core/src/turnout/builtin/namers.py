@@ -16,6 +16,7 @@ from ..naming import (
     AddrBound,
     Address,
     AddrFailed,
+    AddrPending,
     Leaf,
     NameBound,
     Namer,
@@ -24,13 +25,14 @@ from ..naming import (
     Ok,
     Path,
     PathMatcher,
+    Pending,
     State,
     Var,
     derive_activity,
 )
 from ..naming.addr import WEIGHT_KEY
 from ..naming.namer import Name
-from .watch import FileContent, PollingWatcher
+from .watch import NOT_READ, FileContent, PollingWatcher, list_dir
 
 if TYPE_CHECKING:
     from ..linker import BuildContext
@@ -92,6 +94,8 @@ class FsNamer(Namer):
             if name is None:
                 return Ok(Neg)
             entries = self.watcher.dir(directory).sample()
+            if entries is NOT_READ:
+                return Pending
             if entries is None:
                 return Ok(Neg)
             if (name, False) in entries:
@@ -110,8 +114,12 @@ class FsNamer(Namer):
             last: list[Addr] = []
 
             def parse() -> Addr:
-                addr = self._parse(content.sample(), name, last[0] if last else None)
-                last[:] = [addr]
+                data = content.sample()
+                if data is NOT_READ:
+                    return AddrPending
+                addr = self._parse(data, name, last[0] if last else None)
+                if isinstance(addr, AddrBound) and isinstance(data, bytes):
+                    last[:] = [addr]  # only real, valid content is "last good"
                 return addr
 
             from ..naming import derive
@@ -136,7 +144,8 @@ class FsNamer(Namer):
         return addr
 
     def bound_names(self) -> Iterable[Path]:
-        entries = self.watcher.dir(self.root).value or frozenset()
+        watch = self.watcher.dir(self.root)
+        entries = (watch.value if watch.observed else list_dir(self.root)) or frozenset()
         return sorted(self.id_prefix + Path.of(n) for n, is_dir in entries if not is_dir)
 
     def state(self) -> dict[str, Any]:
@@ -185,7 +194,7 @@ def parse_addresses(text: str) -> AddrBound:
         if len(parts) != 2:
             raise ValueError(f"line {number}: expected 'host port [* weight]', got {raw!r}")
         host, port_text = parts
-        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) <= 65535:
             raise ValueError(f"line {number}: bad port {port_text!r} in {raw!r}")
         meta = {WEIGHT_KEY: weight} if weight is not None else None
         addresses.append(Address(host, int(port_text), meta))

@@ -22,6 +22,15 @@ from ..naming.var import Stop, Var
 
 log = logging.getLogger("turnout.watch")
 
+
+class _NotRead:
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+#: the value of a watch before its first read (a lazy Var's placeholder)
+NOT_READ: Any = _NotRead()
+
 #: A file's content, ``None`` when it does not exist, or the error reading it.
 FileContent = bytes | None | OSError
 #: A directory's entries as ``(name, is_dir)``, or ``None`` when it does not exist.
@@ -41,13 +50,13 @@ class PollingWatcher:
         return self._var("file", path, lambda: _read_file(path))
 
     def dir(self, path: FsPath) -> Var[DirContent]:
-        return self._var("dir", path, lambda: _list_dir(path))
+        return self._var("dir", path, lambda: list_dir(path))
 
     def _var(self, kind: str, path: FsPath, read: Callable[[], Any]) -> Var[Any]:
         key = (kind, path)
         var = self._vars.get(key)
         if var is None:
-            var = Var(None, start=lambda v: self._start(key, v, read))
+            var = Var(NOT_READ, start=lambda v: self._start(key, v, read))
             self._vars[key] = var
         return var
 
@@ -103,7 +112,7 @@ def _read_file(path: FsPath) -> FileContent:
         return e
 
 
-def _list_dir(path: FsPath) -> DirContent:
+def list_dir(path: FsPath) -> DirContent:
     try:
         with os.scandir(path) as it:
             return frozenset((e.name, e.is_dir()) for e in it if not e.name.startswith("."))

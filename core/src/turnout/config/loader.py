@@ -45,7 +45,7 @@ def load_text(
     validator = Validator(source, registry)
     config = validator.build(LinkerConfig, source.data)
     problems = problems + validator.problems
-    if config is INVALID:
+    if config is INVALID and LinkerConfig not in validator.checked:
         problems += _raw_conflicts(source, registry)
     if problems or config is INVALID:
         problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.path))
@@ -106,8 +106,8 @@ def _raw_conflicts(source: Source, registry: KindLookup) -> list[ConfigProblem]:
         servers = raw.get("servers") if isinstance(raw.get("servers"), list) else []
         listeners = [
             (_str(s.get("ip"), LOOPBACK), _int(s.get("port"), default_port))
-            if isinstance(s, dict)
-            else ("?", 0)
+            if isinstance(s, dict) and ("port" not in s or _is_int(s["port"]))
+            else ("?", 0)  # port 0 takes part in no conflict
             for s in servers
         ]
         routers.append((_str(raw.get("label"), protocol), listeners))
@@ -118,6 +118,10 @@ def _raw_conflicts(source: Source, registry: KindLookup) -> list[ConfigProblem]:
 
 def _str(value: object, default: str) -> str:
     return value if isinstance(value, str) else default
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int(value: object, default: int) -> int:

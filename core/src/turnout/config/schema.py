@@ -220,6 +220,8 @@ class Validator:
         self.registry = registry
         self.problems: list[ConfigProblem] = []
         self.warnings: list[ConfigProblem] = []
+        #: classes whose semantic ``check()`` ran (their fields were all valid)
+        self.checked: set[type[ConfigObject]] = set()
 
     # -- reporting -------------------------------------------------------------------------
     def error(self, loc: Loc, message: str, *, key: bool = False, offset: int = 0) -> Any:
@@ -406,6 +408,7 @@ class Validator:
                 "'experimental: true' to this object",
             )
         failed = False
+        self.checked.add(cls)
         for where, message in obj.check():
             sub = (where,) if isinstance(where, str) else tuple(where)
             self.error((*loc, *sub), message)
@@ -434,7 +437,8 @@ class Validator:
                 loc, f"missing required key '{key}' (the {family} {key}; installed: {known})"
             )
         if not isinstance(kind, str):
-            return self.error((*loc, key), f"expected a {family} {key} name, got {_show(kind)}")
+            self.error((*loc, key), f"expected a {family} {key} name, got {_show(kind)}")
+            return None
         cls = self.registry.config_class(family, kind)
         if cls is not None:
             return cls

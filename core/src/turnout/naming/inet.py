@@ -55,6 +55,16 @@ def classify_error(error: BaseException) -> Addr:
     return AddrFailed(f"{type(error).__name__}: {error}")
 
 
+_DEFAULT: list[InetResolver] = []
+
+
+def default_resolver() -> InetResolver:
+    """The process-wide resolver shared by ``/$/inet`` and the namers built on it."""
+    if not _DEFAULT:
+        _DEFAULT.append(InetResolver())
+    return _DEFAULT[0]
+
+
 class InetResolver:
     """Shares one lazily resolving ``Var[Addr]`` per (host, port, fixed)."""
 

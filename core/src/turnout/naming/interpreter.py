@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import BindingError, UnknownNamerError
 from .binding import MAX_DEPTH, bind_once
 from .dtab import Dtab
-from .inet import InetResolver
+from .inet import InetResolver, default_resolver
 from .namer import Name, NameBound, Namer
 from .nametree import Empty, Fail, Leaf, NameTree, Neg
 from .path import Path
@@ -35,7 +35,8 @@ class GlobalNamer:
         self, named: Mapping[str, Namer] | None = None, resolver: InetResolver | None = None
     ):
         self.named = dict(named or {})
-        self.resolver = resolver or InetResolver()
+        self.resolver = resolver or default_resolver()
+        self._activities: dict[tuple[str, Path], Activity[NameTree[Name]]] = {}
 
     def lookup(self, path: Path) -> State[NameTree[Name]]:
         """Look ``path`` up; samples named namers' activities (so it can run in a binding)."""
@@ -57,7 +58,13 @@ class GlobalNamer:
             namer = self.named.get(name)
             if namer is None:
                 return Failed(UnknownNamerError(f"Unknown namer: {name} for path: {path}"))
-            return namer.lookup(path.drop(2)).sample()
+            key = (name, path.drop(2))
+            act = self._activities.get(key)
+            if act is None:  # the same Activity per path, so a binding subscribes once
+                if len(self._activities) > 10_000:
+                    self._activities = {k: a for k, a in self._activities.items() if a.observed}
+                act = self._activities[key] = namer.lookup(key[1])
+            return act.sample()
         return Ok(Neg)
 
     def _inet(self, path: Path, n: int, host: str, port_label: bytes, fixed: bool) -> State[Any]:

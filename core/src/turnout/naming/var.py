@@ -28,8 +28,9 @@ U = TypeVar("U")
 
 Stop = Callable[[], None]
 
-# The derived Var currently computing, if any: Vars sampled now become its dependencies.
-_tracking: list[set[Var[Any]]] = []
+# The derived Var currently computing, if any: Vars sampled now become its dependencies
+# (with the value each had when sampled).
+_tracking: list[dict[Var[Any], Any]] = []
 
 
 class Observation:
@@ -61,7 +62,7 @@ class Var(Generic[T]):
     def sample(self) -> T:
         """The current value. Inside :func:`derive`, also records a dependency."""
         if _tracking:
-            _tracking[-1].add(self)
+            _tracking[-1][self] = self._value
         return self._value
 
     @property
@@ -75,6 +76,8 @@ class Var(Generic[T]):
             return
         self._value = value
         for fn in list(self._observers):
+            if self._value is not value:  # an observer changed it again: they get that next
+                return
             fn(value)
 
     def observe(self, fn: Callable[[T], None]) -> Observation:
@@ -103,9 +106,11 @@ class Var(Generic[T]):
         return derive(lambda: fn(self.sample()))
 
     async def changes(self, predicate: Callable[[T], bool]) -> T:
-        """Wait until the value satisfies ``predicate`` and return it."""
-        if predicate(self.value):
-            return self.value
+        """Wait until the value satisfies ``predicate`` and return it.
+
+        Observes first (starting a lazy Var), then tests: a lazy Var's value before it was
+        started is only a placeholder.
+        """
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
 
         def on(v: T) -> None:
@@ -125,7 +130,7 @@ class Var(Generic[T]):
 class _Derived(Var[T]):
     """A Var computed from other Vars (see :func:`derive`)."""
 
-    __slots__ = ("_compute", "_computing", "_deps", "_dirty", "_subscribing")
+    __slots__ = ("_compute", "_computing", "_deps", "_dirty")
 
     def __init__(self, compute: Callable[[], T]) -> None:
         super().__init__(_UNSET, start=_Derived._activate)  # type: ignore[arg-type]
@@ -133,7 +138,6 @@ class _Derived(Var[T]):
         self._deps: dict[Var[Any], Observation] = {}
         self._computing = False
         self._dirty = False
-        self._subscribing = False
 
     def sample(self) -> T:
         if not self._observers:  # not active: compute on demand, tracking for our caller
@@ -142,7 +146,13 @@ class _Derived(Var[T]):
 
     @property
     def value(self) -> T:
-        return self._compute() if not self._observers else self._value
+        if self._observers:
+            return self._value
+        _tracking.append({})  # computing on demand must not record dependencies for a caller
+        try:
+            return self._compute()
+        finally:
+            _tracking.pop()
 
     def _activate(self) -> Stop:
         self._recompute()
@@ -155,7 +165,7 @@ class _Derived(Var[T]):
         self._value = _UNSET  # type: ignore[assignment]
 
     def _on_dep(self, _: Any) -> None:
-        if self._computing or self._subscribing:
+        if self._computing:
             self._dirty = True
             return
         self._recompute()
@@ -164,25 +174,38 @@ class _Derived(Var[T]):
         while True:
             self._dirty = False
             self._computing = True
-            seen: set[Var[Any]] = set()
+            seen: dict[Var[Any], Any] = {}
             _tracking.append(seen)
             try:
                 value = self._compute()
             finally:
                 _tracking.pop()
                 self._computing = False
-            self._subscribing = True
-            try:
-                for dep in [d for d in self._deps if d not in seen]:
-                    self._deps.pop(dep).close()
-                for dep in seen:
-                    if dep not in self._deps:
-                        self._deps[dep] = dep.observe(self._on_dep)
-            finally:
-                self._subscribing = False
+            for dep in [d for d in self._deps if d not in seen]:
+                self._deps.pop(dep).close()
+            for dep, sampled in seen.items():
+                if dep not in self._deps:
+                    self._subscribe(dep, sampled)
             if not self._dirty:
                 break
         Var.update(self, value)
+
+    def _subscribe(self, dep: Var[Any], sampled: Any) -> None:
+        """Observe ``dep``; its immediate first notification only matters when its value is
+        no longer what the computation saw (a lazy Var that read its source on start)."""
+        first = True
+
+        def on(value: Any) -> None:
+            nonlocal first
+            if first:
+                first = False
+                if value is sampled or (value == sampled and type(value) is type(sampled)):
+                    return
+                self._dirty = True
+                return
+            self._on_dep(value)
+
+        self._deps[dep] = dep.observe(on)
 
 
 class _Unset:
