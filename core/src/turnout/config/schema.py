@@ -430,12 +430,13 @@ class Validator:
         family = base.family
         assert family is not None
         key = base.discriminator
+        if (*loc, key) in self.source.failed:
+            return None  # its ${VAR} was already reported
         kind = value.get(key, base.default_kind)
         if kind is None:
             known = ", ".join(self.registry.kinds(family)) or "none installed"
-            return self.error(
-                loc, f"missing required key '{key}' (the {family} {key}; installed: {known})"
-            )
+            self.error(loc, f"missing required key '{key}' ({family} {key}; installed: {known})")
+            return None
         if not isinstance(kind, str):
             self.error((*loc, key), f"expected a {family} {key} name, got {_show(kind)}")
             return None
