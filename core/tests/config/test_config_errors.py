@@ -325,7 +325,7 @@ CASES_MISSING_KIND = [
         routers:
         - servers: [{port: 4140}]
         """,
-        [(2, 3, "routers[0]", "missing required key 'protocol' (the router protocol; ...")],
+        [(2, 3, "routers[0]", "missing required key 'protocol' (router protocol; ...")],
     ),
     (
         "missing-namer-kind",
@@ -336,7 +336,7 @@ CASES_MISSING_KIND = [
         - protocol: http
           servers: [{port: 4140}]
         """,
-        [(2, 3, "namers[0]", "missing required key 'kind' (the namer kind; installed: ...")],
+        [(2, 3, "namers[0]", "missing required key 'kind' (namer kind; installed: ...")],
     ),
 ]
 
