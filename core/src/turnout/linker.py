@@ -111,6 +111,8 @@ class Linker:
             ctx = linker.context(router=router_config)
             interpreter = router_config.interpreter.new_interpreter(ctx)
             linker.interpreters[router_config.effective_label] = interpreter
+            if router_config.originator:
+                linker.metrics.gauge("rt", router_config.effective_label, "originator").set(1)
             if routers:
                 ctx.interpreter = interpreter
                 linker.routers.append(router_config.new_router(ctx))

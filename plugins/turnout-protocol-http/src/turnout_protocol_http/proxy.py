@@ -50,18 +50,7 @@ _STATUS_META = "turnout.http.status"
 _getrandbits = random.getrandbits
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
-# response headers handled specially (the rest is forwarded unless l5d-/proxy- rules apply)
-_RESPONSE_SPECIAL = {
-    b"content-length": 2,
-    b"transfer-encoding": 1,
-    b"via": 3,
-    b"connection": 4,
-    **{
-        h: 6
-        for h in HOP_BY_HOP
-        if h not in (b"content-length", b"transfer-encoding", b"connection")
-    },
-}
+_VIA_LINE = b"Via: " + VIA_TOKEN + CRLF
 
 # exchange states
 HEAD, BODY = 0, 1
@@ -79,6 +68,20 @@ _REQUEST_SPECIAL = {
         h: _H_DROP
         for h in HOP_BY_HOP
         if h not in (b"transfer-encoding", b"content-length", b"connection")
+    },
+}
+
+
+# response headers handled specially (the others are forwarded, unless l5d-/proxy- rules apply)
+_RESPONSE_SPECIAL = {
+    b"content-length": _H_CL,
+    b"transfer-encoding": _H_TE,
+    b"via": _H_VIA,
+    b"connection": _H_CONNECTION,
+    **{
+        h: _H_DROP
+        for h in HOP_BY_HOP
+        if h not in (b"content-length", b"transfer-encoding", b"connection")
     },
 }
 
@@ -134,16 +137,24 @@ class Exchange:
     def __init__(self, conn: ServerProtocol, start: float) -> None:
         self.conn = conn
         self.start = start
-        self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+        #: forwarded header lines, ready to write (``b"Name: value\r\n"``), and their
+        #: lower-cased names in the same order
+        self.lines: list[bytes] = []
+        self.lnames: list[bytes] = []
 
     # -- what identifiers read -------------------------------------------------------------
     def header(self, lname: bytes) -> bytes | None:
         if lname == b"host":
             return self.host
-        for ln, _, value in self.headers:
-            if ln == lname:
-                return value
-        return None
+        try:
+            i = self.lnames.index(lname)
+        except ValueError:
+            return None
+        return self.lines[i][len(lname) + 1 : -2].strip()
+
+    def add(self, lname: bytes, name: bytes, value: bytes) -> None:
+        self.lines.append(name + b": " + value + CRLF)
+        self.lnames.append(lname)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,13 +340,14 @@ class ServerProtocol(asyncio.Protocol):
             ):
                 raise BadRequest(400, f"ambiguous framing header {name.decode('latin-1')!r}")
             else:
-                ex.headers.append((lname, name, value))
+                ex.lines.append(name + b": " + value + CRLF)
+                ex.lnames.append(lname)
         elif special == _H_HOST:
             ex.host_count += 1
             ex.host = value
         elif special == _H_CL:
             ex.content_length = value
-            ex.headers.append((lname, name, value))
+            ex.add(lname, name, value)
         elif special == _H_TE:
             ex.te_count += 1
             if value.strip().lower() != b"chunked":
@@ -350,7 +362,7 @@ class ServerProtocol(asyncio.Protocol):
             ex.connection.append(value)
         elif special == _H_EXPECT:
             ex.expect_continue = value.strip().lower() == b"100-continue"
-            ex.headers.append((lname, name, value))
+            ex.add(lname, name, value)
         # _H_DROP: hop-by-hop, not forwarded
 
     def _l5d_header(self, ex: Exchange, lname: bytes, value: bytes) -> None:
@@ -365,7 +377,7 @@ class ServerProtocol(asyncio.Protocol):
                 ex.dtab_ctx = []
             ex.dtab_ctx.append(value)
         elif lname[:8] != b"l5d-dst-" and lname != b"l5d-reqid":  # turnout writes those
-            ex.headers.append((lname, lname, value))
+            ex.add(lname, lname, value)
 
     def on_headers_complete(self) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
@@ -392,7 +404,9 @@ class ServerProtocol(asyncio.Protocol):
         if ex.connection is not None:
             remove = connection_tokens(ex.connection)
             if remove:
-                ex.headers = [h for h in ex.headers if h[0] not in remove]
+                kept = [(n, x) for n, x in zip(ex.lnames, ex.lines, strict=True) if n not in remove]
+                ex.lnames = [n for n, _ in kept]
+                ex.lines = [x for _, x in kept]
         if ex.target[:1] != b"/":
             self._absolute_form(ex)
         if self.queue[0] is ex:
@@ -481,7 +495,9 @@ class UpstreamProtocol(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.ex: Exchange | None = None
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        #: forwarded response header lines, and the headers that need a decision
+        self.lines: list[bytes] = []
+        self.special: list[tuple[bytes, bytes, bytes]] | None = None
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.in_body = False
         self.eof_ends_body = False
@@ -568,7 +584,8 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.headers = []
+        self.lines = []
+        self.special = None
         self.trailers = None
         self.in_body = False
         self.reason = b""
@@ -577,13 +594,18 @@ class UpstreamProtocol(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
         if self.in_body:
-            if not is_hop_by_hop(name.lower()):
+            if not is_hop_by_hop(lname):
                 if self.trailers is None:
                     self.trailers = []
                 self.trailers.append((name, value))
+        elif lname in _RESPONSE_SPECIAL or lname[:4] == b"l5d-" or lname[:6] == b"proxy-":
+            if self.special is None:
+                self.special = []
+            self.special.append((lname, name, value))
         else:
-            self.headers.append((name, value))
+            self.lines.append(name + b": " + value + CRLF)
 
     def on_headers_complete(self) -> None:
         ex: Exchange = self.ex  # type: ignore[assignment]
@@ -692,46 +714,35 @@ def response_head_bytes(
     ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool
 ) -> bytes:
     """The head sent downstream: status line, end-to-end headers, framing, Via."""
-    lines = [
-        b"HTTP/",
-        ex.version,
-        b" ",
-        str(status).encode(),
-        b" ",
-        up.reason or reason(status),
-        CRLF,
-    ]
+    head = b"HTTP/%s %d %s\r\n" % (ex.version, status, up.reason or reason(status))
     content_length: bytes | None = None
     chunked = False
     via: bytes | None = None
-    remove: set[bytes] | None = None
-    special = _RESPONSE_SPECIAL
-    for name, value in up.headers:
-        lname = name.lower()
-        kind = special.get(lname)
-        if kind is None:
-            if lname[:4] == b"l5d-":
+    extra: list[bytes] = []
+    if up.special is not None:
+        remove: set[bytes] = set()
+        for lname, name, value in up.special:
+            kind = _RESPONSE_SPECIAL.get(lname)
+            if kind == _H_CL:
+                content_length = value
+            elif kind == _H_TE:
+                chunked = value.strip().lower().endswith(b"chunked")
+            elif kind == _H_VIA:
+                via = value if via is None else via + b", " + value
+            elif kind == _H_CONNECTION:
+                if value.lower() not in _PLAIN_CONNECTION:
+                    remove |= connection_tokens([value]) - _PLAIN_CONNECTION
+            elif lname[:4] == b"l5d-":
                 if lname == b"l5d-retryable":
                     ex.retryable_header = value.strip().lower() == b"true"
-                if clear_context:
-                    continue
-            elif lname[:6] == b"proxy-":
-                continue
-            lines += (name, b": ", value, CRLF)
-        elif kind == _H_CL:
-            content_length = value
-        elif kind == _H_TE:
-            chunked = value.strip().lower().endswith(b"chunked")
-        elif kind == _H_VIA:
-            via = value if via is None else via + b", " + value
-        elif kind == _H_CONNECTION and value.lower() not in _PLAIN_CONNECTION:
-            tokens = connection_tokens([value]) - _PLAIN_CONNECTION
-            if tokens:
-                remove = tokens if remove is None else remove | tokens
-        # _H_DROP: hop-by-hop
-    if remove:
-        return _strip_listed(ex, up, status, clear_context, remove)
-    lines += (b"Via: ", via + b", " + VIA_TOKEN if via else VIA_TOKEN, CRLF)
+                if not clear_context:
+                    extra.append(name + b": " + value + CRLF)
+            # the other special headers are hop-by-hop: dropped
+        if remove:  # the Connection header named more headers to drop
+            up.lines = [x for x in up.lines if x[: x.index(b":")].lower() not in remove]
+            extra = [x for x in extra if x[: x.index(b":")].lower() not in remove]
+    via_line = b"Via: " + via + b", " + VIA_TOKEN + CRLF if via else _VIA_LINE
+    lines = [head, *up.lines, *extra, via_line]
     if ex.head_only or status == 204 or status == 304:
         if content_length is not None and ex.head_only:
             lines += (b"Content-Length: ", content_length, CRLF)
@@ -753,12 +764,3 @@ def response_head_bytes(
         lines.append(b"Connection: keep-alive\r\n")
     lines.append(CRLF)
     return b"".join(lines)
-
-
-def _strip_listed(
-    ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool, remove: set[bytes]
-) -> bytes:
-    """Rare path: the response's Connection header names more headers to drop."""
-    drop = remove | {b"connection"}
-    up.headers = [(n, v) for n, v in up.headers if n.lower() not in drop]
-    return response_head_bytes(ex, up, status, clear_context)

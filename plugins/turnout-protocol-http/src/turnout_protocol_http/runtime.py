@@ -376,8 +376,7 @@ class HttpRouter(RouterRuntime):
         parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\nHost: "]
         parts.append(ex.host if ex.host else f"{pool.host}:{pool.port}".encode())
         parts.append(CRLF)
-        for _, name, value in ex.headers:
-            parts += (name, b": ", value, CRLF)
+        parts += ex.lines
         if ex.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if ex.via is not None:
