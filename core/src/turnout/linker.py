@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .config.loader import LoadedConfig
 from .config.model import LinkerConfig, RouterConfig
@@ -41,8 +41,13 @@ class BuildContext:
     linker: Linker | None = None
 
 
-class RouterRuntime:
-    """What a protocol's ``new_router`` returns: the running side of one router."""
+@runtime_checkable
+class RouterRuntime(Protocol):
+    """What a protocol's ``new_router`` returns: the running side of one router.
+
+    A structural type: a protocol plugin's router need not subclass it (so that it can be a
+    compiled class), it only has to provide these members.
+    """
 
     label: str
     interpreter: NameInterpreter
@@ -62,10 +67,9 @@ class RouterRuntime:
 
     def servers(self) -> list[tuple[str, int]]:
         """The addresses the router listens on (after ``start``)."""
-        return []
 
     def client_state(self) -> dict[str, Any]:
-        return {}
+        """The ``/client_state.json`` entries of this router's clients."""
 
 
 class Linker:

@@ -114,6 +114,7 @@ class Exchange:
     pending_body: list[bytes] | None = None
     pending_bytes = 0
     request_bytes = 0
+    head_size = 0  # bytes of header fields so far (limit: maxHeadersKB)
     # routing
     dst: Path | None = None
     route: Route | None = None
@@ -162,13 +163,16 @@ class Exchange:
 # ---------------------------------------------------------------------------------------------
 
 
-class ServerProtocol(asyncio.Protocol):
-    """One client connection to an HTTP router server."""
+class ServerProtocol:
+    """One client connection to an HTTP router server (an :class:`asyncio.Protocol`, by the
+    methods it has: not subclassed, so that the class can be compiled)."""
 
     def __init__(self, router: HttpRouter, server: ServerRuntime) -> None:
         self.router = router
         self.server = server
         self.clear_context = server.config.clear_context
+        self.max_line = router.config.max_initial_line_kb * 1024
+        self.max_headers = router.config.max_headers_kb * 1024
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.current: Exchange | None = None  # the exchange being parsed
@@ -182,6 +186,7 @@ class ServerProtocol(asyncio.Protocol):
         self.head_bytes = 0
         self.last_active = 0.0
         self.served = 0
+        self.half_closed = False
         self.peer = ("-", 0)
 
     # -- asyncio callbacks -----------------------------------------------------------------
@@ -242,13 +247,24 @@ class ServerProtocol(asyncio.Protocol):
             self.data_received(rest)
 
     def _check_head_size(self, ex: Exchange) -> None:
-        cfg = self.router.config
-        if not ex.target and self.head_bytes > cfg.max_initial_line_kb * 1024:
-            self.refuse(
-                414, f"request line longer than maxInitialLineKB ({cfg.max_initial_line_kb} KB)"
-            )
-        elif self.head_bytes > (cfg.max_headers_kb + cfg.max_initial_line_kb) * 1024:
-            self.refuse(431, f"request headers larger than maxHeadersKB ({cfg.max_headers_kb} KB)")
+        """A head still incomplete after a read: llhttp buffers a header line (or the request
+        line) that is not finished yet, which the callbacks cannot see; bound it here."""
+        if self.head_bytes > self.max_line + self.max_headers + 4:
+            if not ex.head_size:
+                self.refuse(
+                    414, f"request line longer than maxInitialLineKB ({self.max_line >> 10} KB)"
+                )
+            else:
+                self.refuse(
+                    431, f"request headers larger than maxHeadersKB ({self.max_headers >> 10} KB)"
+                )
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed: answer what is in flight, then close."""
+        if self.queue:
+            self.half_closed = True
+            return True  # keep the transport open for the responses
+        return None  # nothing in flight: close (connection_lost follows)
 
     def pause_writing(self) -> None:
         ex = self.queue[0] if self.queue else None
@@ -316,8 +332,12 @@ class ServerProtocol(asyncio.Protocol):
             self.pause_reading()
 
     def on_url(self, url: bytes) -> None:
-        ex = self.current
-        ex.target += url  # type: ignore[union-attr]
+        ex: Exchange = self.current  # type: ignore[assignment]
+        ex.target += url
+        if len(ex.target) > self.max_line:
+            raise BadRequest(
+                414, f"request line longer than maxInitialLineKB ({self.max_line >> 10} KB)"
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
@@ -328,6 +348,11 @@ class ServerProtocol(asyncio.Protocol):
             if not is_hop_by_hop(lname):
                 ex.trailers.append((name, value))
             return
+        ex.head_size += len(name) + len(value) + 4
+        if ex.head_size > self.max_headers:
+            raise BadRequest(
+                431, f"request headers larger than maxHeadersKB ({self.max_headers >> 10} KB)"
+            )
         special = _REQUEST_SPECIAL.get(lname)
         if special is None:
             if lname[:4] == b"l5d-":
@@ -468,7 +493,13 @@ class ServerProtocol(asyncio.Protocol):
         if queue and queue[0] is ex:
             queue.popleft()
         self.served += 1
-        if not ex.keep_alive or ex.response_close or self.closing or not ex.request_complete:
+        if (
+            not ex.keep_alive
+            or ex.response_close
+            or self.closing
+            or not ex.request_complete
+            or (self.half_closed and not queue)
+        ):
             # (a response that ended before its request body did: what follows cannot be told
             # apart from the next request)
             self.close()
@@ -486,8 +517,8 @@ class ServerProtocol(asyncio.Protocol):
 # ---------------------------------------------------------------------------------------------
 
 
-class UpstreamProtocol(asyncio.Protocol):
-    """One connection to an endpoint; carries one exchange at a time."""
+class UpstreamProtocol:
+    """One connection to an endpoint; carries one exchange at a time (an asyncio Protocol)."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -528,6 +559,9 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             router.upstream_failed(ex, self, f"connection closed by {self.pool.address}")
             ex.conn.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # the endpoint half-closed: close; connection_lost decides what it means
 
     def pause_writing(self) -> None:
         ex = self.ex
@@ -668,7 +702,7 @@ class Pool:
     async def connect(self) -> UpstreamProtocol:
         loop = asyncio.get_running_loop()
         _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamProtocol(self), self.host, self.port),
+            loop.create_connection(lambda: UpstreamProtocol(self), self.host, self.port),  # type: ignore[type-var]  # a Protocol by duck typing
             self.router.connect_timeout,
         )
         self.open.add(protocol)  # type: ignore[arg-type]

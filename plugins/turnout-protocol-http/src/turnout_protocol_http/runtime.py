@@ -10,7 +10,7 @@ import time
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from turnout.linker import BuildContext, RouterRuntime
+from turnout.linker import BuildContext
 from turnout.metrics import Counter, MetricsTree, bucket
 from turnout.naming import Address, Dtab, Path
 from turnout.router import Client, Endpoint, Route, RouteError, Router, accrual_for, balancer_for
@@ -106,9 +106,10 @@ class ServerRuntime:
             if opts.backlog:
                 kwargs["backlog"] = opts.backlog
         self.server = await loop.create_server(
-            lambda: ServerProtocol(self.router, self), self.ip, self.port, **kwargs
+            lambda: ServerProtocol(self.router, self), self.ip, self.port, **kwargs  # type: ignore[arg-type, return-value]
         )
-        sock = self.server.sockets[0]
+        # getattr: uvloop gives a list where typeshed says tuple, and compiled code checks types
+        sock = getattr(self.server, "sockets")[0]  # noqa: B009
         self.port = sock.getsockname()[1]
         if opts is None or opts.no_delay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -116,8 +117,8 @@ class ServerRuntime:
         self.stats = ServerStats(self.router.metrics, scope, self)
 
 
-class HttpRouter(RouterRuntime):
-    """The runtime of one ``protocol: http`` router."""
+class HttpRouter:
+    """The runtime of one ``protocol: http`` router (a :class:`turnout.linker.RouterRuntime`)."""
 
     def __init__(self, config: HttpRouterConfig, ctx: BuildContext) -> None:
         self.config = config
