@@ -245,9 +245,10 @@ def asyncio_time() -> float:
 
 
 class ServiceStats:
-    __slots__ = ("failures", "latency", "requests", "retries", "success")
+    __slots__ = ("failures", "latency", "requests", "retries", "scope", "success")
 
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...]) -> None:
+        self.scope = scope
         self.success = metrics.counter(*scope, "success")
         self.failures = metrics.counter(*scope, "failures")
         self.requests = metrics.sum_counter(

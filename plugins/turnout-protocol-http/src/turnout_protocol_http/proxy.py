@@ -134,6 +134,8 @@ class Exchange:
     response_bytes = 0
     retryable_header = False
     finished = False
+    #: why the exchange failed, for ``failures/<class>`` counters (None: by its status)
+    failure: str | None = None
 
     def __init__(self, conn: ServerProtocol, start: float) -> None:
         self.conn = conn
@@ -791,6 +793,8 @@ def response_head_bytes(
     else:
         ex.response_close = True  # HTTP/1.0 client: the body ends when we close
         up.eof_ends_body = not chunked
+    if ex.conn.router.draining:  # shutting down: this connection ends with this response
+        ex.keep_alive = False
     if not ex.keep_alive or ex.response_close:
         lines.append(b"Connection: close\r\n")
         ex.response_close = True

@@ -106,7 +106,10 @@ class ServerRuntime:
             if opts.backlog:
                 kwargs["backlog"] = opts.backlog
         self.server = await loop.create_server(
-            lambda: ServerProtocol(self.router, self), self.ip, self.port, **kwargs  # type: ignore[arg-type, return-value]
+            lambda: ServerProtocol(self.router, self),
+            self.ip,
+            self.port,
+            **kwargs,  # type: ignore[arg-type, return-value]
         )
         # getattr: uvloop gives a list where typeshed says tuple, and compiled code checks types
         sock = getattr(self.server, "sockets")[0]  # noqa: B009
@@ -208,6 +211,17 @@ class HttpRouter:
 
     # -- building blocks -------------------------------------------------------------------
     def _new_pool(self, address: Address, client: Client) -> Pool:
+        if not client.endpoints:  # the client's first endpoint: publish its connection gauges
+            self.metrics.gauge(
+                *client.scope,
+                "connections",
+                fn=lambda: sum(len(e.pool.open) for e in client.endpoints),
+            )
+            self.metrics.gauge(
+                *client.scope,
+                "pool_cached",
+                fn=lambda: sum(len(e.pool.idle) for e in client.endpoints),
+            )
         return Pool(address, self, client)
 
     def identify(self, ex: Exchange) -> Path | None:
@@ -249,6 +263,7 @@ class HttpRouter:
             return
         if server.max_concurrent is not None and server.in_flight >= server.max_concurrent:
             server.stats.rejected.value += 1
+            ex.failure = "rejected"
             self.respond_local(
                 ex, 503, f"max concurrent requests exceeded ({server.max_concurrent})"
             )
@@ -360,6 +375,7 @@ class HttpRouter:
         except (OSError, TimeoutError) as e:
             if not ex.finished:
                 why = str(e) or type(e).__name__
+                ex.failure = "connect_timeout" if isinstance(e, TimeoutError) else "connect"
                 self._requeue_or_fail(
                     ex, f"connect to {pool.address} failed: {why}", never_written=True
                 )
@@ -395,6 +411,7 @@ class HttpRouter:
     # -- failures before a response --------------------------------------------------------
     def upstream_failed(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
         """The connection closed before any response byte."""
+        ex.failure = "connection_closed"
         safe = not ex.has_body and ex.method in _IDEMPOTENT
         self._requeue_or_fail(ex, message, never_written=not ex.written or safe)
 
@@ -427,6 +444,7 @@ class HttpRouter:
         self.respond_local(ex, 502, message)
 
     def bad_response(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
+        ex.failure = "malformed_response"
         if ex.response_started:
             self.abort(ex, message)
         else:
@@ -436,6 +454,7 @@ class HttpRouter:
             self.respond_local(ex, 502, message)
 
     def no_route(self, ex: Exchange, err: RouteError) -> None:
+        ex.failure = "binding_timeout" if err.kind == "timeout" else "no_route"
         route = ex.route
         local = route.local_dtab if route is not None else Dtab.empty
         full = self.dtab + local
@@ -477,7 +496,7 @@ class HttpRouter:
             return
         conn = ex.conn
         clear = conn.clear_context or not l5d_err
-        if not ex.request_complete:
+        if not ex.request_complete or self.draining:
             ex.keep_alive = False  # the rest of the body would be read as the next request
         up = ex.upstream
         if up is not None:
@@ -557,6 +576,8 @@ class HttpRouter:
         self._release_endpoint(ex, success=False)
         if not ex.status:
             ex.status = 499 if ex.conn.transport is None else 502
+        if ex.failure is None:
+            ex.failure = "client_gone" if ex.conn.transport is None else "aborted"
         ex.response_close = True
         log.debug("aborted %s %s: %s", ex.method, ex.target, message)
         self._finish(ex, False)
@@ -582,6 +603,8 @@ class HttpRouter:
             cs = client.stats
             (cs.success if success else cs.failures).value += 1
             cs.latency.counts[slot] += 1
+        if not success:
+            self._count_failure(ex)
         if self.access_log is not None:
             self.access_log.record(ex, elapsed)
         if ex.counted:
@@ -589,6 +612,16 @@ class HttpRouter:
             if not server.in_flight and self.draining:
                 self._idle.set()
         conn.exchange_done(ex)
+
+    def _count_failure(self, ex: Exchange) -> None:
+        """``failures/<class>`` under the server, service and client (the failure path only)."""
+        kind = ex.failure or f"status_{ex.status // 100}XX"
+        metrics = self.metrics
+        metrics.counter(*ex.conn.server.stats.scope, "failures", kind).value += 1
+        if ex.route is not None:
+            metrics.counter(*ex.route.service.scope, "failures", kind).value += 1
+        if ex.client is not None:
+            metrics.counter(*ex.client.scope, "failures", kind).value += 1
 
     # -- housekeeping ----------------------------------------------------------------------
     async def _sweep(self) -> None:
