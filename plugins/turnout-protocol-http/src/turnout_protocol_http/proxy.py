@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ _STATUS_META = "turnout.http.status"
 _getrandbits = random.getrandbits
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+_OWS = (b" ", b"\t")
 _VIA_LINE = b"Via: " + VIA_TOKEN + CRLF
 
 # exchange states
@@ -84,6 +86,20 @@ _RESPONSE_SPECIAL = {
         if h not in (b"content-length", b"transfer-encoding", b"connection")
     },
 }
+
+
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{1,5}))?")
+_VALID_HOSTS: set[bytes] = set()
+
+
+def _check_host(host: bytes) -> None:
+    """Refuse a Host that is not ``host[:port]`` (RFC 9110 §7.2); remember good ones."""
+    m = _HOST.fullmatch(host)
+    if m is None or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
+        raise BadRequest(400, f"invalid Host header: {host.decode('latin-1')!r}")
+    if len(_VALID_HOSTS) > 10_000:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(host)
 
 
 class Exchange:
@@ -189,6 +205,7 @@ class ServerProtocol:
         self.last_active = 0.0
         self.served = 0
         self.half_closed = False
+        self.final_received = False  # a request without keep-alive was received in full
         self.peer = ("-", 0)
 
     # -- asyncio callbacks -----------------------------------------------------------------
@@ -218,6 +235,8 @@ class ServerProtocol:
         current = self.current
         if current is None or current.state == HEAD:
             self.head_bytes += len(data)
+        if self.final_received:
+            return  # bytes after a request that closes the connection are ignored (RFC 9112 §9.6)
         self.corked = True
         try:
             self.parser.feed_data(data)
@@ -229,7 +248,7 @@ class ServerProtocol:
             cause = e.__cause__ or e.__context__
             if isinstance(cause, BadRequest):
                 self.refuse(cause.status, str(cause))
-            else:
+            elif not self.final_received:  # (llhttp refuses data after a closing request)
                 self.refuse(400, f"malformed request: {e}")
         self.corked = False
         if self.out:
@@ -344,6 +363,8 @@ class ServerProtocol:
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
         lname = name.lower()
+        if value[-1:] in _OWS:  # llhttp strips leading whitespace only
+            value = value.rstrip(b" \t")
         if ex.state:  # trailers of a chunked request
             if ex.trailers is None:
                 ex.trailers = []
@@ -418,6 +439,9 @@ class ServerProtocol:
             raise BadRequest(
                 400, "missing Host header" if not ex.host_count else "duplicate Host header"
             )
+        host = ex.host
+        if host is not None and host not in _VALID_HOSTS:
+            _check_host(host)
         if ex.te_count:
             if version == b"1.0":
                 raise BadRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0 requests")
@@ -487,6 +511,9 @@ class ServerProtocol:
         self.current = None
         self.head_bytes = 0
         self.head_started = self.now
+        if not ex.keep_alive:
+            self.final_received = True
+            self.pause_reading()
 
     # -- answering -------------------------------------------------------------------------
     def exchange_done(self, ex: Exchange) -> None:
@@ -631,6 +658,8 @@ class UpstreamProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
+        if value[-1:] in _OWS:
+            value = value.rstrip(b" \t")
         if self.in_body:
             if not is_hop_by_hop(lname):
                 if self.trailers is None:
@@ -670,6 +699,10 @@ class UpstreamProtocol:
             ex.status = 0
             return  # an interim (1xx) response; the final one follows
         ex.conn.router.response_complete(ex, self)
+
+
+class BadResponse(Exception):
+    """An upstream response turnout will not relay (raised in parser callbacks: 502)."""
 
 
 class _HeadDone(Exception):
@@ -753,6 +786,7 @@ def response_head_bytes(
     head = b"HTTP/%s %d %s\r\n" % (ex.version, status, up.reason or reason(status))
     content_length: bytes | None = None
     chunked = False
+    te_codings: bytes | None = None  # codings before the final "chunked" (gzip...)
     via: bytes | None = None
     extra: list[bytes] = []
     if up.special is not None:
@@ -762,7 +796,14 @@ def response_head_bytes(
             if kind == _H_CL:
                 content_length = value
             elif kind == _H_TE:
-                chunked = value.strip().lower().endswith(b"chunked")
+                codings = [c.strip() for c in value.lower().split(b",") if c.strip()]
+                chunked = bool(codings) and codings[-1] == b"chunked"
+                if chunked and len(codings) > 1:
+                    if ex.version != b"1.1":
+                        raise BadResponse(
+                            "the response has transfer codings an HTTP/1.0 client cannot take"
+                        )
+                    te_codings = b", ".join(codings[:-1])
             elif kind == _H_VIA:
                 via = value if via is None else via + b", " + value
             elif kind == _H_CONNECTION:
@@ -787,13 +828,17 @@ def response_head_bytes(
         lines += (b"Content-Length: ", content_length, CRLF)
     elif ex.version == b"1.1":
         # chunked upstream, or a body delimited by the upstream closing: chunk it downstream
-        lines.append(b"Transfer-Encoding: chunked\r\n")
+        if te_codings is not None:  # the body stays in its other codings; only chunking is redone
+            lines += (b"Transfer-Encoding: ", te_codings, b", chunked\r\n")
+        else:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
         ex.response_chunked = True
         up.eof_ends_body = not chunked
     else:
         ex.response_close = True  # HTTP/1.0 client: the body ends when we close
         up.eof_ends_body = not chunked
-    if ex.conn.router.draining:  # shutting down: this connection ends with this response
+    if ex.conn.router.draining or not ex.request_complete:
+        # shutting down, or answered before the request body ended: the connection ends here
         ex.keep_alive = False
     if not ex.keep_alive or ex.response_close:
         lines.append(b"Connection: close\r\n")

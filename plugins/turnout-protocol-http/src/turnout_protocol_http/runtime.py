@@ -20,6 +20,7 @@ from .accesslog import AccessLog
 from .identifiers import HeaderTokenIdentifier, Identifier
 from .proxy import (
     MAX_REQUEUES,
+    BadResponse,
     Exchange,
     Pool,
     ServerProtocol,
@@ -366,7 +367,8 @@ class HttpRouter:
             if up.transport is not None and not up.closed:
                 up.send(ex, head)
                 return
-        ex.conn.pause_reading()
+        # (reading the client goes on while connecting: a reset must be noticed, and a body is
+        # buffered up to HIGH_WATER before on_body pauses it)
         asyncio.get_running_loop().create_task(self._connect_and_send(ex, pool, head))
 
     async def _connect_and_send(self, ex: Exchange, pool: Pool, head: bytes) -> None:
@@ -527,7 +529,8 @@ class HttpRouter:
                 up.reusable = False
                 raise BadResponse("upstream switched protocols; upgrades are not supported")
             if ex.version == b"1.1" and (status != 100 or ex.expect_continue):
-                ex.conn.write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason(status)))
+                head = b"HTTP/1.1 %d %s\r\n" % (status, up.reason or reason(status))
+                ex.conn.write(head + b"".join(up.lines) + CRLF)
             return
         ex.status = status
         ex.response_started = True
@@ -683,7 +686,3 @@ class _RouteExtras:
                 self._blocks.clear()
             self._blocks[key] = block
         return block
-
-
-class BadResponse(Exception):
-    """An upstream response turnout will not relay."""
