@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
+import anyio.abc
+
 from .config.loader import LoadedConfig
 from .config.model import LinkerConfig, RouterConfig
 from .errors import TurnoutError
@@ -86,7 +89,7 @@ class Linker:
         self.interpreters: dict[str, NameInterpreter] = {}
         self.routers: list[RouterRuntime] = []
         self.admin: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._group: anyio.abc.TaskGroup | None = None
         self._shutdown: asyncio.Event | None = None
         self._grace_override: float | None = None
         self.ready = False
@@ -130,17 +133,12 @@ class Linker:
         raise TurnoutError(f"no router labelled '{label}' (routers: {known})")
 
     # -- running ---------------------------------------------------------------------------
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background until it ends or the linker stops."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, in the linker's task group: it is cancelled when
+        the linker stops, and an exception it raises is logged without stopping the linker."""
+        if self._group is None:
+            raise TurnoutError("Linker.spawn() is only available while the linker is serving")
+        self._group.start_soon(_logged, coro)
 
     def request_shutdown(self, grace: float | None = None) -> None:
         """Begin a graceful shutdown (idempotent); ``grace`` overrides shutdownGraceMs."""
@@ -166,24 +164,31 @@ class Linker:
     async def serve(
         self, *, install_signals: bool = True, on_ready: Callable[[Linker], None] | None = None
     ) -> int:
-        """Start, wait for a shutdown request, drain and close. Returns the exit status."""
+        """Start, wait for a shutdown request, drain and close. Returns the exit status.
+
+        Background work (plugin tasks, the metrics window) runs in one anyio task group that
+        lives exactly as long as this call.
+        """
         loop = asyncio.get_running_loop()
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal)
-        if on_ready is not None:
-            on_ready(self)
-        assert self._shutdown is not None
-        await self._shutdown.wait()
-        await self.stop()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                await self.start()
+            except BaseException:
+                await self.close()
+                raise
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self._on_signal)
+            if on_ready is not None:
+                on_ready(self)
+            assert self._shutdown is not None
+            await self._shutdown.wait()
+            await self.stop()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        self._group = None
         return 0
 
     def _on_signal(self) -> None:
@@ -207,11 +212,11 @@ class Linker:
         )
         for router in self.routers:
             router.stop_accepting()
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(r.drain() for r in self.routers)), timeout=max(grace, 0.001)
-            )
-        except TimeoutError:
+        with anyio.move_on_after(max(grace, 0.001)) as grace_scope:
+            async with anyio.create_task_group() as drains:
+                for router in self.routers:
+                    drains.start_soon(router.drain)
+        if grace_scope.cancelled_caught:
             log.warning("shutdown grace period (%.1fs) over; closing in-flight requests", grace)
         await self.close()
 
@@ -226,16 +231,21 @@ class Linker:
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._group is not None:
+            self._group.cancel_scope.cancel()  # background tasks end with the linker
 
     async def _tick(self) -> None:
         """Start a new histogram window every minute (Linkerd's snapshot interval)."""
         while True:
             await asyncio.sleep(WINDOW)
             self.metrics.rotate()
+
+
+async def _logged(coro: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("background task failed")
 
 
 async def _await_all(results: list[Awaitable[None] | None]) -> None:
