@@ -111,3 +111,20 @@ def test_stats_under_the_default_label(http_proxy, disco_dir, recording_backend)
     assert m[f"rt/http/server/127.0.0.1/{proxy.port}/requests"] == 1
     assert m["rt/http/service/svc/web/requests"] == 1
     assert m["rt/http/client/#/io.l5d.fs/web/requests"] == 1
+
+
+def test_compiled_data_path_is_in_use_when_expected():
+    """./dev test runs this suite a second time against the mypyc build; make sure it is."""
+    import os
+
+    import turnout_protocol_http.proxy
+    import turnout_protocol_http.runtime
+
+    compiled = [
+        m.__file__.endswith(".so")
+        for m in (turnout_protocol_http.proxy, turnout_protocol_http.runtime)
+    ]
+    if os.environ.get("TURNOUT_EXPECT_COMPILED") == "1":
+        assert all(compiled), compiled
+    else:
+        assert not any(compiled), "a compiled build shadows the source in a normal run"

@@ -23,7 +23,7 @@ import random
 import re
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from turnout.naming import Address, Path
@@ -736,12 +736,12 @@ class Pool:
 
     async def connect(self) -> UpstreamProtocol:
         loop = asyncio.get_running_loop()
+        factory: Any = lambda: UpstreamProtocol(self)  # noqa: E731 - a Protocol by duck typing
         _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamProtocol(self), self.host, self.port),  # type: ignore[type-var]  # a Protocol by duck typing
-            self.router.connect_timeout,
+            loop.create_connection(factory, self.host, self.port), self.router.connect_timeout
         )
-        self.open.add(protocol)  # type: ignore[arg-type]
-        return protocol  # type: ignore[return-value]
+        self.open.add(protocol)
+        return protocol  # type: ignore[no-any-return]
 
     def release(self, conn: UpstreamProtocol) -> None:
         conn.ex = None

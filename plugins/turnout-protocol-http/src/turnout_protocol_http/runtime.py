@@ -106,12 +106,9 @@ class ServerRuntime:
             kwargs["reuse_port"] = opts.reuse_port or None
             if opts.backlog:
                 kwargs["backlog"] = opts.backlog
-        self.server = await loop.create_server(
-            lambda: ServerProtocol(self.router, self),
-            self.ip,
-            self.port,
-            **kwargs,  # type: ignore[arg-type, return-value]
-        )
+        # (typed Any: the protocol is an asyncio Protocol by duck typing, not by inheritance)
+        factory: Any = lambda: ServerProtocol(self.router, self)  # noqa: E731
+        self.server = await loop.create_server(factory, self.ip, self.port, **kwargs)
         # getattr: uvloop gives a list where typeshed says tuple, and compiled code checks types
         sock = getattr(self.server, "sockets")[0]  # noqa: B009
         self.port = sock.getsockname()[1]
