@@ -172,16 +172,16 @@ class Client:
                 self._lb_removes.incr()
                 changed = True
         for key, address in current.items():
-            endpoint = self._by_address.get(key)
-            if endpoint is None:
+            existing = self._by_address.get(key)
+            if existing is None:
                 endpoint = Endpoint(address)
                 endpoint.pool = self.new_pool(address, self)
                 self._by_address[key] = endpoint
                 self._lb_adds.incr()
                 changed = True
-            elif endpoint.address.meta != address.meta:
-                endpoint.address = address
-                endpoint.weight = address.weight
+            elif existing.address.meta != address.meta:
+                existing.address = address
+                existing.weight = address.weight
                 changed = True
         if changed:
             self.endpoints = sorted(self._by_address.values(), key=lambda e: e.address.sort_key())
