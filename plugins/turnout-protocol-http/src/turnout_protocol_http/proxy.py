@@ -51,7 +51,7 @@ _STATUS_META = "turnout.http.status"
 _getrandbits = random.getrandbits
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
-_OWS = (b" ", b"\t")
+_OWS = (32, 9)  # space, tab
 _VIA_LINE = b"Via: " + VIA_TOKEN + CRLF
 
 # exchange states
@@ -363,7 +363,7 @@ class ServerProtocol:
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
         lname = name.lower()
-        if value[-1:] in _OWS:  # llhttp strips leading whitespace only
+        if value and value[-1] in _OWS:  # llhttp strips leading whitespace only
             value = value.rstrip(b" \t")
         if ex.state:  # trailers of a chunked request
             if ex.trailers is None:
@@ -658,7 +658,7 @@ class UpstreamProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
-        if value[-1:] in _OWS:
+        if value and value[-1] in _OWS:
             value = value.rstrip(b" \t")
         if self.in_body:
             if not is_hop_by_hop(lname):
