@@ -119,6 +119,8 @@ class Client:
         self.metrics = metrics
         self.scope = scope
         self.endpoints: list[Endpoint] = []
+        #: the endpoint when there is exactly one (the common sidecar case), else None
+        self.single: Endpoint | None = None
         self._by_address: dict[tuple[str, int], Endpoint] = {}
         self.addr: Addr = AddrPending
         self.last_used = time.monotonic()
@@ -185,6 +187,7 @@ class Client:
                 changed = True
         if changed:
             self.endpoints = sorted(self._by_address.values(), key=lambda e: e.address.sort_key())
+            self.single = self.endpoints[0] if len(self.endpoints) == 1 else None
             self.balancer.update(self.endpoints)
             self._lb_updates.incr()
 
@@ -198,9 +201,9 @@ class Client:
 
     def pick(self, now: float) -> Endpoint:
         """An endpoint for one request, or :class:`RouteError`."""
-        endpoints = self.endpoints
-        if len(endpoints) == 1 and not endpoints[0].dead_until:
-            return endpoints[0]  # one healthy endpoint: nothing to balance
+        single = self.single
+        if single is not None and not single.dead_until:
+            return single  # one healthy endpoint: nothing to balance
         endpoint = self.balancer.pick(now)
         if endpoint is None:
             addr = self.addr
@@ -273,6 +276,9 @@ class Route:
         self.last_used = time.monotonic()
         #: whatever the protocol caches per route (header blocks, classifier)
         self.protocol_data: Any = None
+        #: (client, residual) when the name is bound to exactly one bound name, else None:
+        #: what ``choose()`` returns without choosing
+        self.single: tuple[Client, Path] | None = None
         self._targets: list[tuple[Client, Path] | RouteError] = []
         self._cumulative: list[float] = []
         self._total = 0.0
@@ -291,6 +297,7 @@ class Route:
         if isinstance(state, Failed):
             self.error = RouteError("failed", str(state.error) or type(state.error).__name__)
             self._targets = []
+            self.single = None
         else:
             assert isinstance(state, Ok)
             self._build(state.value)
@@ -323,6 +330,7 @@ class Route:
 
         add(tree, 1.0)
         self._targets = targets
+        self.single = targets[0] if len(targets) == 1 and isinstance(targets[0], tuple) else None
         self._cumulative = list(itertools.accumulate(weights))
         self._total = self._cumulative[-1] if self._cumulative else 0.0
         self.error = None if targets else RouteError("neg", f"no route to {self.path}")
@@ -383,7 +391,8 @@ class Router:
         self.balancer_factory = balancer_factory
         self.accrual_factory = accrual_factory
         self.routes: OrderedDict[tuple[Path, Dtab], Route] = OrderedDict()
-        self._plain: dict[Path, Route] = {}  # routes without a local dtab, by name
+        #: routes without a local dtab, by name (protocols may read it for a faster lookup)
+        self.plain: dict[Path, Route] = {}
         self.clients: OrderedDict[Path, Client] = OrderedDict()
         self._services: dict[Path, ServiceStats] = {}
         self.max_routes = config.binding_cache.paths
@@ -401,7 +410,7 @@ class Router:
     def route(self, path: Path, local_dtab: Dtab) -> Route:
         """The (cached) route of a logical name and local dtab."""
         if local_dtab is _EMPTY_DTAB:  # the common case: one dict lookup on a cached hash
-            route = self._plain.get(path)
+            route = self.plain.get(path)
             if route is not None:
                 return route
         key = (path, local_dtab)
@@ -410,7 +419,7 @@ class Router:
             self._misses["path"].incr()
             route = self.routes[key] = Route(self, path, local_dtab)
             if not local_dtab:
-                self._plain[path] = route
+                self.plain[path] = route
             if len(self.routes) > self.max_routes:
                 (old_path, old_dtab), old = self.routes.popitem(last=False)
                 self._forget(old_path, old_dtab, old)
@@ -419,7 +428,7 @@ class Router:
     def _forget(self, path: Path, local_dtab: Dtab, route: Route) -> None:
         route.close()
         if not local_dtab:
-            self._plain.pop(path, None)
+            self.plain.pop(path, None)
         self._evicts["path"].incr()
 
     def client(self, bound: NameBound) -> Client:
@@ -480,5 +489,5 @@ class Router:
         for client in self.clients.values():
             client.close()
         self.routes.clear()
-        self._plain.clear()
+        self.plain.clear()
         self.clients.clear()

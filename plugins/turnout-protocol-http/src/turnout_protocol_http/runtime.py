@@ -37,6 +37,7 @@ log = logging.getLogger("turnout.http")
 
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _SUCCESS = classifiers.SUCCESS
+_EMPTY_DTAB = Dtab.empty
 
 
 class ServerStats:
@@ -289,7 +290,9 @@ class HttpRouter:
             self.respond_local(ex, e.status, str(e))
             return
         ex.dst = dst
-        route = self.core.route(dst, local)
+        route = (self.core.plain.get(dst) if local is _EMPTY_DTAB else None) or self.core.route(
+            dst, local
+        )
         route.last_used = conn.now
         ex.route = route
         if not route.ready:
@@ -319,17 +322,23 @@ class HttpRouter:
 
     def _choose(self, ex: Exchange) -> None:
         route: Route = ex.route  # type: ignore[assignment]
-        try:
-            client, residual = route.choose()
-        except RouteError as e:
-            self.no_route(ex, e)
-            return
+        single = route.single
+        if single is not None:
+            client, residual = single
+        else:
+            try:
+                client, residual = route.choose()
+            except RouteError as e:
+                self.no_route(ex, e)
+                return
         ex.client = client
         ex.residual = residual
         now = ex.conn.now
         client.last_used = now
+        endpoint = client.single
         try:
-            endpoint = client.pick(now)
+            if endpoint is None or endpoint.dead_until:
+                endpoint = client.pick(now)
         except RouteError as e:
             if e.kind == "pending":
                 asyncio.get_running_loop().create_task(self._await_client(ex, client))
