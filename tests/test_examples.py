@@ -54,10 +54,13 @@ CASES: dict[str, Case] = {
     "canary.yaml": Case(WEB | {"web-v2"}),
     "demo.yaml": Case(WEB),
     "fs.yaml": Case(WEB),
+    "loadbalancer.yaml": Case(WEB),
     "proxy.yaml": Case(
         {"web-1"}, target="http://127.0.0.1:{web-1}/hello", headers={"Host": "127.0.0.1:{web-1}"}
     ),
+    "retries.yaml": Case(WEB | {"web-v2"}, headers={"Host": "anything"}),
     "rewriting.yaml": Case(WEB, target="/web/api/users/1", headers={"Host": "anything"}),
+    "service-options.yaml": Case({"web-v2"}, headers={"Host": "web-v2"}),
     "static_namer.yaml": Case({"web-1"}, headers={"Host": "anything"}),
 }
 

@@ -166,7 +166,14 @@ def turnout_register_load_balancers() -> (
     Called once at plugin load time.
 
     :return: one or more subclasses of :class:`turnout.config.LoadBalancerConfig` that
-        implement ``new_balancer(self, ctx)``.
+        implement ``new_balancer(self, ctx)``, returning a new
+        :class:`turnout.router.Balancer` for one client. A balancer gets the client's
+        endpoints in ``update(endpoints)`` whenever they change and answers ``pick(now)`` for
+        every request: the endpoint to use, skipping those whose ``available(now)`` is false
+        (ejected), or ``self.fallback(now)`` when none is. ``pick`` runs on the request path:
+        no I/O, no allocation it can avoid. Set ``wants_latency = True`` to be told each
+        response's latency in ``observe(endpoint, latency, now)``; ``load(endpoint, now)``
+        is what ``/client_state.json`` shows.
 
     Example::
 
@@ -186,7 +193,10 @@ def turnout_register_failure_accrual() -> (
 
     :return: one or more subclasses of :class:`turnout.config.FailureAccrualConfig`
         (``io.l5d.consecutiveFailures``, ``io.l5d.successRate``, ...) that implement
-        ``new_policy(self)``.
+        ``new_policy(self)``, returning a new :class:`turnout.router.FailureAccrual` for one
+        client. Subclasses decide when to eject in ``should_eject(endpoint, success, now)``;
+        the base class does the ejection, the backoff (``self.backoff``, from the config's
+        ``backoff``), the single probe and the revival.
 
     Example::
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..naming.namer import Namer
 
 LOOPBACK = "127.0.0.1"
-_LATER = "not implemented yet (it comes with the load-balancing and retries work); ignored"
+_LATER = "not implemented yet; ignored"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,19 +282,14 @@ class ClientParams(ConfigObject):
     failure_accrual: FailureAccrualConfig | None = option(
         None, doc="Failure accrual (default 5 consecutive failures)."
     )
-    host_connection_pool: PoolConfig | None = option(
-        None, doc="Connection pool per endpoint.", unsupported=f"hostConnectionPool is {_LATER}"
-    )
+    host_connection_pool: PoolConfig | None = option(None, doc="Connection pool per endpoint.")
     request_attempt_timeout_ms: int | None = option(
         None,
         min=1,
         doc="Timeout of each attempt.",
-        unsupported=f"requestAttemptTimeoutMs is {_LATER}",
     )
     requeue_budget: BudgetConfig | None = option(
-        None,
-        doc="Budget for immediate requeues of requests that were never written.",
-        unsupported=f"requeueBudget is {_LATER} (unwritten requests are requeued up to 3 times)",
+        None, doc="Budget for immediate requeues of requests that were never written."
     )
     fail_fast: bool | None = option(
         None, doc="Mark endpoints down on connect failure.", unsupported=f"failFast is {_LATER}"
@@ -320,11 +315,8 @@ class ServiceParams(ConfigObject):
         None,
         min=1,
         doc="Timeout of a request with its retries.",
-        unsupported=f"totalTimeoutMs is {_LATER}",
     )
-    retries: RetriesConfig | None = option(
-        None, doc="Retries of retryable failures.", unsupported=f"retries are {_LATER}"
-    )
+    retries: RetriesConfig | None = option(None, doc="Retries of retryable failures.")
     response_classifier: ResponseClassifierConfig | None = option(
         None, doc="Decides success, failure and retryability of responses."
     )

@@ -1,17 +1,36 @@
-"""Protocol-independent routing: routes, clients, balancers, failure accrual, policies."""
+"""Protocol-independent routing: routes, clients, balancers, failure accrual, budgets, policy."""
 
 from __future__ import annotations
 
-from .lb import P2C, Balancer, ConsecutiveFailures, Endpoint, FailureAccrual
+from .accrual import (
+    ConsecutiveFailures,
+    FailureAccrual,
+    NoFailureAccrual,
+    SuccessRate,
+    SuccessRateWindowed,
+)
+from .backoff import (
+    DEFAULT_ACCRUAL_BACKOFF,
+    Backoff,
+    constant_backoff,
+    decorrelated_jittered_backoff,
+    equal_jittered_backoff,
+)
+from .balancers import P2C, Aperture, Balancer, LeastLoaded, P2CPeakEwma, RoundRobin
+from .budget import RetryBudget
+from .endpoint import Endpoint
 from .policy import ClientPolicy, ServicePolicy, client_policy, service_policy
 from .routing import Client, Route, RouteError, Router, asyncio_time
 
 
 def balancer_for(policy: ClientPolicy) -> Balancer:
     """The balancer a client policy asks for (p2c when unset)."""
-    if policy.load_balancer is None:
+    config = policy.load_balancer
+    if config is None:
         return P2C()
-    return policy.load_balancer.new_balancer(None)  # type: ignore[no-any-return]
+    balancer: Balancer = config.new_balancer(None)
+    balancer.probation = config.enable_probation
+    return balancer
 
 
 def accrual_for(policy: ClientPolicy) -> FailureAccrual:
@@ -22,20 +41,33 @@ def accrual_for(policy: ClientPolicy) -> FailureAccrual:
 
 
 __all__ = [
+    "DEFAULT_ACCRUAL_BACKOFF",
     "P2C",
+    "Aperture",
+    "Backoff",
     "Balancer",
     "Client",
     "ClientPolicy",
     "ConsecutiveFailures",
     "Endpoint",
     "FailureAccrual",
+    "LeastLoaded",
+    "NoFailureAccrual",
+    "P2CPeakEwma",
+    "RetryBudget",
+    "RoundRobin",
     "Route",
     "RouteError",
     "Router",
     "ServicePolicy",
+    "SuccessRate",
+    "SuccessRateWindowed",
     "accrual_for",
     "asyncio_time",
     "balancer_for",
     "client_policy",
+    "constant_backoff",
+    "decorrelated_jittered_backoff",
+    "equal_jittered_backoff",
     "service_policy",
 ]

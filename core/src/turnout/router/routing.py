@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..config.model import RouterConfig
+from ..config.model import BackoffConfig, RetriesConfig, RouterConfig
 from ..metrics import MetricsTree
 from ..naming import (
     Addr,
@@ -51,7 +51,11 @@ from ..naming import (
     Union,
 )
 from ..naming.var import Observation
-from .lb import Balancer, Endpoint, FailureAccrual
+from .accrual import FailureAccrual
+from .backoff import Backoff, constant_backoff
+from .balancers import Balancer
+from .budget import RetryBudget
+from .endpoint import Endpoint
 from .policy import ClientPolicy, ServicePolicy, client_policy, service_policy
 
 log = logging.getLogger("turnout.router")
@@ -79,7 +83,16 @@ def _stat_path(path: Path) -> tuple[str, ...]:
 class ClientStats:
     """The metrics of one client (``rt/<router>/client/<id>/...``)."""
 
-    __slots__ = ("connects", "failures", "latency", "pending", "requests", "success")
+    __slots__ = (
+        "budget_exhausted",
+        "connects",
+        "failures",
+        "latency",
+        "pending",
+        "requests",
+        "requeues",
+        "success",
+    )
 
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], client: Client) -> None:
         self.success = metrics.counter(*scope, "success")
@@ -89,12 +102,21 @@ class ClientStats:
         )
         self.latency = metrics.stat(*scope, "request_latency_ms")
         self.connects = metrics.counter(*scope, "connects")
+        self.requeues = metrics.counter(*scope, "retries", "requeues")
+        self.budget_exhausted = metrics.counter(*scope, "retries", "budget_exhausted")
         self.pending = metrics.gauge(
             *scope, "pending", fn=lambda: sum(e.load for e in client.endpoints)
         )
         metrics.gauge(*scope, "loadbalancer", "size", fn=lambda: len(client.endpoints))
         metrics.gauge(*scope, "loadbalancer", "available", fn=client.available_count)
+        metrics.gauge(*scope, "loadbalancer", "load", fn=client.total_load)
         metrics.gauge(*scope, "available", fn=client.available_count)
+        metrics.gauge(
+            *scope,
+            "retries",
+            "budget",
+            fn=lambda: max(client.requeue_budget.balance(time.monotonic()), 0),
+        )
 
 
 class Client:
@@ -124,7 +146,19 @@ class Client:
         self._by_address: dict[tuple[str, int], Endpoint] = {}
         self.addr: Addr = AddrPending
         self.last_used = time.monotonic()
+        attempt = policy.request_attempt_timeout_ms
+        #: ``requestAttemptTimeoutMs`` in seconds (None: no per-attempt deadline)
+        self.attempt_timeout: float | None = attempt / 1000 if attempt else None
         self.stats = ClientStats(metrics, scope, self)
+        budget = policy.requeue_budget
+        success, failures = self.stats.success, self.stats.failures
+        #: immediate retries of requests that were never written (connection failures)
+        self.requeue_budget = RetryBudget(
+            budget.ttl_secs,
+            budget.min_retries_per_sec,
+            budget.percent_can_retry,
+            requests=lambda: success.value + failures.value,
+        )
         self._removals = metrics.counter(*scope, "failure_accrual", "removals")
         self._revivals = metrics.counter(*scope, "failure_accrual", "revivals")
         self._probes = metrics.counter(*scope, "failure_accrual", "probes")
@@ -134,6 +168,24 @@ class Client:
         accrual.on_event = self._accrual_event
         self._waiters: list[asyncio.Future[None]] = []
         self._observation: Observation | None = bound.addr.observe(self._on_addr)
+
+    # -- outcomes --------------------------------------------------------------------------
+    def record(self, endpoint: Endpoint, success: bool, now: float, latency: float) -> None:
+        """The outcome of one request to ``endpoint`` (called once per response)."""
+        accrual = self.accrual
+        if not (
+            success
+            and accrual.quiet_success
+            and not endpoint.failures
+            and not endpoint.dead_until
+            and not endpoint.probing
+        ):
+            accrual.record(endpoint, success, now)
+        balancer = self.balancer
+        if balancer.wants_latency:
+            balancer.observe(endpoint, latency, now)
+        if endpoint.removed and not success and endpoint in self.endpoints:
+            self._drop(endpoint)  # on probation: its first failure ends it
 
     def _accrual_event(self, endpoint: Endpoint, event: str) -> None:
         if event == "removal":
@@ -149,6 +201,11 @@ class Client:
         now = asyncio_time()
         return sum(1 for e in self.endpoints if e.available(now))
 
+    def total_load(self) -> float:
+        now = asyncio_time()
+        return sum(self.balancer.load(e, now) for e in self.endpoints)
+
+    # -- address changes -------------------------------------------------------------------
     def _on_addr(self, addr: Addr) -> None:
         self.addr = addr
         if isinstance(addr, AddrBound):
@@ -165,13 +222,13 @@ class Client:
     def _set_addresses(self, addresses: frozenset[Address]) -> None:
         current = {(a.host, a.port): a for a in addresses}
         changed = False
+        probation = self.balancer.probation
         for key, endpoint in list(self._by_address.items()):
-            if key not in current:
-                del self._by_address[key]
-                endpoint.removed = True
-                if endpoint.pool is not None:
-                    endpoint.pool.close_when_idle()
-                self._lb_removes.incr()
+            if key not in current and not endpoint.removed:
+                if probation and endpoint.available(asyncio_time()):
+                    endpoint.removed = True  # kept until it fails (enableProbation)
+                else:
+                    self._forget(key, endpoint)
                 changed = True
         for key, address in current.items():
             existing = self._by_address.get(key)
@@ -179,17 +236,43 @@ class Client:
                 endpoint = Endpoint(address)
                 endpoint.pool = self.new_pool(address, self)
                 self._by_address[key] = endpoint
+                self._publish(endpoint)
                 self._lb_adds.incr()
                 changed = True
-            elif existing.address.meta != address.meta:
+            elif existing.removed or existing.address.meta != address.meta:
+                existing.removed = False  # back in service discovery (off probation)
                 existing.address = address
                 existing.weight = address.weight
                 changed = True
         if changed:
-            self.endpoints = sorted(self._by_address.values(), key=lambda e: e.address.sort_key())
-            self.single = self.endpoints[0] if len(self.endpoints) == 1 else None
-            self.balancer.update(self.endpoints)
-            self._lb_updates.incr()
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.endpoints = sorted(self._by_address.values(), key=lambda e: e.address.sort_key())
+        self.single = self.endpoints[0] if len(self.endpoints) == 1 else None
+        self.balancer.update(self.endpoints)
+        self._lb_updates.incr()
+
+    def _forget(self, key: tuple[str, int], endpoint: Endpoint) -> None:
+        del self._by_address[key]
+        endpoint.removed = True
+        if endpoint.pool is not None:
+            endpoint.pool.close_when_idle()  # in-flight requests finish; then it closes
+        self.metrics.prune(*self.scope, "endpoint", str(endpoint.address))
+        self._lb_removes.incr()
+
+    def _drop(self, endpoint: Endpoint) -> None:
+        key = (endpoint.address.host, endpoint.address.port)
+        if self._by_address.get(key) is endpoint:
+            self._forget(key, endpoint)
+            self._rebuild()
+
+    def _publish(self, endpoint: Endpoint) -> None:
+        """Per-endpoint gauges: ``endpoint/<host:port>/{load,available,ejections}``."""
+        scope = (*self.scope, "endpoint", str(endpoint.address))
+        self.metrics.gauge(*scope, "load", fn=lambda: endpoint.load)
+        self.metrics.gauge(*scope, "available", fn=lambda: int(endpoint.available(asyncio_time())))
+        self.metrics.gauge(*scope, "ejections", fn=lambda: endpoint.ejections)
 
     async def wait_bound(self, timeout: float) -> None:
         """Wait (up to ``timeout``) while the address set is still pending."""
@@ -216,16 +299,36 @@ class Client:
         return endpoint
 
     def state(self) -> dict[str, Any]:
-        """The ``/client_state.json`` entry of this client."""
+        """The ``/client_state.json`` entry of this client: Linkerd's ``state`` and
+        ``addresses``, plus each endpoint's balancer load, state and ejections."""
         addr = self.addr
+        now = asyncio_time()
         if isinstance(addr, AddrBound):
-            return {"state": "bound", "addresses": [str(a) for a in addr.sorted()]}
-        if isinstance(addr, AddrFailed):
-            return {
+            out: dict[str, Any] = {
+                "state": "bound",
+                "addresses": [str(a) for a in addr.sorted()],
+            }
+        elif isinstance(addr, AddrFailed):
+            out = {
                 "state": f"Failed: {addr.cause}",
                 "addresses": [str(e.address) for e in self.endpoints],
             }
-        return {"state": "Neg" if addr is AddrNeg else "Pending", "addresses": []}
+        else:
+            out = {"state": "Neg" if addr is AddrNeg else "Pending", "addresses": []}
+        out["balancer"] = type(self.balancer).__name__
+        out["endpoints"] = [
+            {
+                "address": str(e.address),
+                "weight": e.weight,
+                "load": e.load,
+                "balancerLoad": round(self.balancer.load(e, now), 6),
+                "state": e.state(now),
+                "ejections": e.ejections,
+                "ejectedForMs": max(0, round((e.dead_until - now) * 1000)) if e.dead_until else 0,
+            }
+            for e in self.endpoints
+        ]
+        return out
 
     def close(self) -> None:
         if self._observation is not None:
@@ -235,6 +338,13 @@ class Client:
             if endpoint.pool is not None:
                 endpoint.pool.close()
         self.metrics.prune(*self.scope)
+
+
+def backoff_of(config: BackoffConfig) -> Backoff:
+    """The backoff stream of a ``backoff:`` config object."""
+    from ..builtin.balancers import backoff_from
+
+    return backoff_from(config, constant_backoff(0.0))
 
 
 def asyncio_time() -> float:
@@ -248,10 +358,23 @@ def asyncio_time() -> float:
 
 
 class ServiceStats:
-    __slots__ = ("failures", "latency", "requests", "retries", "scope", "success")
+    """The metrics of one logical name (``rt/<router>/service/<name>/...``)."""
+
+    __slots__ = (
+        "budget_exhausted",
+        "failures",
+        "latency",
+        "per_request",
+        "requests",
+        "retries",
+        "scope",
+        "success",
+    )
 
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...]) -> None:
         self.scope = scope
+        self.budget_exhausted = metrics.counter(*scope, "retries", "budget_exhausted")
+        self.per_request = metrics.stat(*scope, "retries", "per_request")
         self.success = metrics.counter(*scope, "success")
         self.failures = metrics.counter(*scope, "failures")
         self.requests = metrics.sum_counter(
@@ -285,6 +408,18 @@ class Route:
         self._waiters: list[asyncio.Future[None]] = []
         self.policy: ServicePolicy = router.service_policy(path)
         self.service = router.service_stats(path)
+        #: retries of retryable failures (``service.retries``): the service's budget and the
+        #: backoff between attempts; None when the service does not retry
+        self.retry_budget: RetryBudget | None = None
+        self.retry_backoff: Backoff = constant_backoff(0.0)
+        retries = self.policy.retries
+        if retries is not None:
+            self.retry_budget = router.retry_budget(path, retries)
+            if retries.backoff is not None:
+                self.retry_backoff = backoff_of(retries.backoff)
+        timeout = self.policy.total_timeout_ms
+        #: ``totalTimeoutMs`` in seconds (None: no deadline)
+        self.total_timeout: float | None = timeout / 1000 if timeout else None
         self.activity = router.interpreter.bind(router.dtab + local_dtab, path)
         self._observation: Observation | None = self.activity.observe(self._on_state)
 
@@ -395,6 +530,7 @@ class Router:
         self.plain: dict[Path, Route] = {}
         self.clients: OrderedDict[Path, Client] = OrderedDict()
         self._services: dict[Path, ServiceStats] = {}
+        self._budgets: dict[Path, RetryBudget] = {}
         self.max_routes = config.binding_cache.paths
         self.max_clients = config.binding_cache.clients
         self.idle_ttl = float(config.binding_cache.idle_ttl_secs)
@@ -455,6 +591,27 @@ class Router:
 
     def service_policy(self, path: Path) -> ServicePolicy:
         return service_policy(self.config.service, path)
+
+    def retry_budget(self, path: Path, retries: RetriesConfig) -> RetryBudget:
+        """The retry budget of a logical name, shared by its routes (one per service)."""
+        budget = self._budgets.get(path)
+        if budget is None:
+            stats = self.service_stats(path)
+            success, failures = stats.success, stats.failures
+            b = retries.budget
+            budget = self._budgets[path] = RetryBudget(
+                b.ttl_secs,
+                b.min_retries_per_sec,
+                b.percent_can_retry,
+                requests=lambda: success.value + failures.value,
+            )
+            self.metrics.gauge(
+                *stats.scope,
+                "retries",
+                "budget",
+                fn=lambda: max(budget.balance(time.monotonic()), 0),
+            )
+        return budget
 
     def service_stats(self, path: Path) -> ServiceStats:
         stats = self._services.get(path)

@@ -147,7 +147,9 @@ class HttpRouterConfig(RouterConfig):
         5,
         key="streamAfterContentLengthKB",
         min=0,
-        doc="Accepted for Linkerd compatibility; turnout always streams bodies.",
+        doc="Request bodies up to this size (with a Content-Length) are also kept, so that a "
+        "retry can send them again; larger and chunked bodies are only streamed, never retried. "
+        "Bodies are always streamed to the endpoint as they arrive.",
     )
     streaming_enabled: bool = option(True, doc="Accepted for Linkerd compatibility (always on).")
     compression_level: int = option(-1, min=-1, max=9, doc="Accepted; turnout does not compress.")

@@ -46,7 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout.http")
 
 HIGH_WATER = 64 * 1024
-MAX_REQUEUES = 3
+#: hard caps on requeues and on retries of one request, whatever the budgets say (Finagle's
+#: maximum of requeues per request)
+MAX_REQUEUES = 25
+MAX_RETRIES = 25
 _STATUS_META = "turnout.http.status"
 _getrandbits = random.getrandbits
 
@@ -152,6 +155,13 @@ class Exchange:
     finished = False
     #: why the exchange failed, for ``failures/<class>`` counters (None: by its status)
     failure: str | None = None
+    # retries and timeouts
+    #: a copy of the request body, kept while it is small enough to send again (retries)
+    replay: list[bytes] | None = None
+    attempts = 0
+    attempt_start = 0.0
+    backoffs: Any = None
+    timer: Any = None
 
     def __init__(self, conn: ServerProtocol, start: float) -> None:
         self.conn = conn
@@ -481,6 +491,12 @@ class ServerProtocol:
     def on_body(self, body: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
         ex.request_bytes += len(body)
+        replay = ex.replay
+        if replay is not None:
+            if ex.request_bytes > self.router.replay_limit:
+                ex.replay = None  # too big to keep: this request will not be retried
+            else:
+                replay.append(body)
         data = (b"%x\r\n" % len(body)) + body + CRLF if ex.chunked else body
         up = ex.upstream
         if up is not None and ex.written and up.transport is not None:
@@ -630,7 +646,12 @@ class UpstreamProtocol:
         except httptools.HttpParserError as e:
             self.reusable = False
             cause = e.__cause__ or e.__context__
-            if not ex.finished and not isinstance(cause, _HeadDone):
+            if isinstance(cause, _Retry):
+                self.ex = None  # the dropped response's connection closes quietly
+                ex.upstream = None
+                self.close()
+                conn.router.retry(ex)
+            elif not ex.finished and not isinstance(cause, _HeadDone):
                 message = f"malformed response from {self.pool.address}: {e}"
                 conn.router.bad_response(ex, self, message)
             self.close()
@@ -705,14 +726,38 @@ class BadResponse(Exception):
     """An upstream response turnout will not relay (raised in parser callbacks: 502)."""
 
 
+class _Retry(Exception):
+    """Raised from a callback: this response is dropped and the request sent again."""
+
+
 class _HeadDone(Exception):
     """Raised from a callback to stop parsing after the head of a response to HEAD."""
 
 
 class Pool:
-    """Keep-alive connections to one endpoint (LIFO: the warmest connection first)."""
+    """Keep-alive connections to one endpoint (LIFO: the warmest connection first), within
+    the client's ``hostConnectionPool`` limits: at most ``max_size`` open connections, at most
+    ``max_waiters`` requests waiting for one, ``min_size`` kept open, idle ones closed after
+    ``idle_time`` seconds."""
 
-    __slots__ = ("address", "client", "closed", "host", "idle", "open", "port", "router", "status")
+    __slots__ = (
+        "address",
+        "client",
+        "closed",
+        "connecting",
+        "host",
+        "idle",
+        "idle_time",
+        "max_size",
+        "max_waiters",
+        "min_size",
+        "open",
+        "port",
+        "router",
+        "status",
+        "waited",
+        "waiters",
+    )
 
     def __init__(self, address: Address, router: HttpRouter, client: Client) -> None:
         self.address = address
@@ -722,39 +767,80 @@ class Pool:
         self.client = client
         self.idle: list[UpstreamProtocol] = []
         self.open: set[UpstreamProtocol] = set()
+        self.connecting = 0
         self.closed = False
+        limits = client.policy.host_connection_pool
+        self.max_size: int | None = limits.max_size
+        self.max_waiters: int | None = limits.max_waiters
+        self.min_size: int = limits.min_size
+        self.idle_time: float | None = limits.idle_time_ms / 1000 if limits.idle_time_ms else None
+        #: requests waiting for a connection: (exchange, request head)
+        self.waiters: deque[tuple[Exchange, bytes]] = deque()
+        self.waited = 0
         #: set for the synthetic endpoint of /$/io.buoyant.http.status/<code>
         self.status: int | None = address.meta.get(_STATUS_META)
 
-    def acquire(self) -> UpstreamProtocol | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if conn.transport is not None and not conn.closed:
-                return conn
-        return None
+    def can_open(self) -> bool:
+        return self.max_size is None or len(self.open) + self.connecting < self.max_size
+
+    def can_wait(self) -> bool:
+        return self.max_waiters is None or len(self.waiters) < self.max_waiters
 
     async def connect(self) -> UpstreamProtocol:
+        """Open a connection (the caller counted it in ``connecting``)."""
         loop = asyncio.get_running_loop()
         factory: Any = lambda: UpstreamProtocol(self)  # noqa: E731 - a Protocol by duck typing
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, self.host, self.port), self.router.connect_timeout
-        )
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(factory, self.host, self.port), self.router.connect_timeout
+            )
+        finally:
+            self.connecting -= 1
         self.open.add(protocol)
         return protocol  # type: ignore[no-any-return]
 
     def release(self, conn: UpstreamProtocol) -> None:
+        """A connection finished its exchange: give it to a waiter, keep it, or close it."""
         conn.ex = None
-        if self.closed or not conn.reusable or conn.closed:
+        if not conn.reusable or conn.closed:
+            conn.close()  # (forget() serves the next waiter)
+            return
+        waiters = self.waiters
+        while waiters:
+            ex, head = waiters.popleft()
+            if not ex.finished:
+                conn.send(ex, head)
+                return
+        if self.closed:
             conn.close()
             return
         conn.idle_since = monotonic()
         self.idle.append(conn)
 
+    def _serve_waiter(self) -> None:
+        """A connection went away: open one for the first live waiter; when the endpoint has
+        left the address set and no connection is left, requeue the waiters elsewhere."""
+        waiters = self.waiters
+        while waiters and waiters[0][0].finished:
+            waiters.popleft()
+        if not waiters:
+            return
+        if not self.closed:
+            if self.can_open():
+                ex, head = waiters.popleft()
+                self.router.open_and_send(ex, self, head)
+        elif not self.open and not self.connecting:
+            while waiters:
+                ex, _ = waiters.popleft()
+                if not ex.finished:
+                    self.router.requeue(ex, f"endpoint {self.address} left the address set")
+
     def forget(self, conn: UpstreamProtocol) -> None:
         self.open.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
+        if self.waiters:
+            self._serve_waiter()
 
     def close_when_idle(self) -> None:
         """The endpoint left the address set: close idle connections now, busy ones when done."""
@@ -762,16 +848,23 @@ class Pool:
         for conn in list(self.idle):
             conn.close()
         self.idle.clear()
+        self._serve_waiter()
 
     def close(self) -> None:
         self.closed = True
+        self.waiters.clear()  # (the router is closing: their connections are aborted)
         for conn in list(self.open):
             conn.close()
         self.idle.clear()
 
-    def expire_idle(self, now: float, idle_time: float) -> None:
+    def expire_idle(self, now: float) -> None:
+        """Close connections idle longer than ``idle_time`` (keeping ``min_size`` open)."""
+        if self.idle_time is None:
+            return
         for conn in list(self.idle):
-            if now - conn.idle_since > idle_time:
+            if len(self.open) <= self.min_size:
+                break
+            if now - conn.idle_since > self.idle_time:
                 conn.close()
 
 

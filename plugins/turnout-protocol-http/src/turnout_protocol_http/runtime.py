@@ -20,11 +20,13 @@ from .accesslog import AccessLog
 from .identifiers import HeaderTokenIdentifier, Identifier
 from .proxy import (
     MAX_REQUEUES,
+    MAX_RETRIES,
     BadResponse,
     Exchange,
     Pool,
     ServerProtocol,
     UpstreamProtocol,
+    _Retry,
     request_id,
     response_head_bytes,
 )
@@ -150,6 +152,8 @@ class HttpRouter:
             else None
         )
         self.binding_timeout = config.binding_timeout_ms / 1000
+        #: request bodies up to this size are kept for retries (streamAfterContentLengthKB)
+        self.replay_limit = config.stream_after_content_length_kb * 1024
         self.connect_timeout = 3.0
         self.server_runtimes = [
             ServerRuntime(self, s, config.server_port(s)) for s in config.servers
@@ -210,18 +214,22 @@ class HttpRouter:
 
     # -- building blocks -------------------------------------------------------------------
     def _new_pool(self, address: Address, client: Client) -> Pool:
-        if not client.endpoints:  # the client's first endpoint: publish its connection gauges
-            self.metrics.gauge(
-                *client.scope,
-                "connections",
-                fn=lambda: sum(len(e.pool.open) for e in client.endpoints),
-            )
-            self.metrics.gauge(
-                *client.scope,
-                "pool_cached",
-                fn=lambda: sum(len(e.pool.idle) for e in client.endpoints),
-            )
-        return Pool(address, self, client)
+        if not client.endpoints:  # the client's first endpoint: publish its pool gauges
+            m, scope = self.metrics, client.scope
+
+            def pools() -> list[Pool]:
+                return [e.pool for e in client.endpoints]
+
+            m.gauge(*scope, "connections", fn=lambda: sum(len(p.open) for p in pools()))
+            # Finagle's names: pool_size (open), pool_cached (idle), pool_waiters, pool_num_waited
+            m.gauge(*scope, "pool_size", fn=lambda: sum(len(p.open) for p in pools()))
+            m.gauge(*scope, "pool_cached", fn=lambda: sum(len(p.idle) for p in pools()))
+            m.gauge(*scope, "pool_waiters", fn=lambda: sum(len(p.waiters) for p in pools()))
+            m.gauge(*scope, "pool_num_waited", fn=lambda: sum(p.waited for p in pools()))
+        pool = Pool(address, self, client)
+        if pool.min_size and pool.status is None:
+            asyncio.get_running_loop().call_soon(self.warm, pool)
+        return pool
 
     def identify(self, ex: Exchange) -> Path | None:
         for identifier in self.identifiers:
@@ -295,6 +303,11 @@ class HttpRouter:
         )
         route.last_used = conn.now
         ex.route = route
+        if route.retry_budget is not None and ex.has_body and not ex.chunked:
+            length = ex.content_length
+            limit = self.replay_limit
+            if length is not None and length.strip().isdigit() and int(length) <= limit:
+                ex.replay = list(ex.pending_body or ())  # what arrived so far; on_body adds
         if not route.ready:
             conn.pause_reading()
             asyncio.get_running_loop().create_task(self._await_route(ex))
@@ -362,10 +375,14 @@ class HttpRouter:
     def _send(self, ex: Exchange, endpoint: Endpoint) -> None:
         endpoint.load += 1
         ex.endpoint = endpoint
+        ex.attempts += 1
+        ex.attempt_start = now = monotonic()
         pool: Pool = endpoint.pool
         if pool.status is not None:  # /$/io.buoyant.http.status/<code>
             self.respond_local(ex, pool.status, "", l5d_err=False)
             return
+        if ex.route.total_timeout is not None or ex.client.attempt_timeout is not None:  # type: ignore[union-attr]
+            self._arm(ex, now)
         head = self._request_head(ex, pool)
         idle = pool.idle
         while idle:
@@ -373,15 +390,50 @@ class HttpRouter:
             if up.transport is not None and not up.closed:
                 up.send(ex, head)
                 return
+        if pool.can_open():
+            self.open_and_send(ex, pool, head)
+        elif pool.can_wait():
+            pool.waiters.append((ex, head))
+            pool.waited += 1
+        else:
+            scope = ex.client.scope  # type: ignore[union-attr]
+            self.metrics.counter(*scope, "pool_num_too_many_waiters").value += 1
+            ex.failure = "pool_full"
+            self._release_endpoint(ex, success=True)  # not the endpoint's fault
+            self.respond_local(
+                ex,
+                503,
+                f"connection pool of {pool.address} is full ({len(pool.open)} connections, "
+                f"{len(pool.waiters)} waiting: hostConnectionPool maxSize/maxWaiters)",
+            )
+
+    def open_and_send(self, ex: Exchange, pool: Pool, head: bytes) -> None:
+        """Open a new upstream connection for ``ex`` (in a task: the slow path)."""
+        pool.connecting += 1
         # (reading the client goes on while connecting: a reset must be noticed, and a body is
         # buffered up to HIGH_WATER before on_body pauses it)
-        asyncio.get_running_loop().create_task(self._connect_and_send(ex, pool, head))
+        asyncio.get_running_loop().create_task(self._connect_and_send(ex, pool, head, ex.attempts))
 
-    async def _connect_and_send(self, ex: Exchange, pool: Pool, head: bytes) -> None:
+    def warm(self, pool: Pool) -> None:
+        """Open ``hostConnectionPool.minSize`` connections ahead of traffic."""
+        for _ in range(pool.min_size - len(pool.open) - pool.connecting):
+            pool.connecting += 1
+            asyncio.get_running_loop().create_task(self._warm_one(pool))
+
+    async def _warm_one(self, pool: Pool) -> None:
+        try:
+            up = await pool.connect()
+        except (OSError, TimeoutError):
+            return
+        pool.release(up)
+
+    async def _connect_and_send(self, ex: Exchange, pool: Pool, head: bytes, attempt: int) -> None:
+        """Connect, then send ``ex`` unless it ended or moved on to another attempt (a
+        timeout, a retry) meanwhile; the connection then joins the pool."""
         try:
             up = await pool.connect()
         except (OSError, TimeoutError) as e:
-            if not ex.finished:
+            if not ex.finished and ex.attempts == attempt and ex.endpoint is not None:
                 why = str(e) or type(e).__name__
                 ex.failure = "connect_timeout" if isinstance(e, TimeoutError) else "connect"
                 self._requeue_or_fail(
@@ -389,10 +441,17 @@ class HttpRouter:
                 )
                 ex.conn.flush()
             return
-        if ex.finished:
-            pool.release(up)
-            return
         pool.client.stats.connects.value += 1
+        endpoint = ex.endpoint
+        if (
+            ex.finished
+            or ex.attempts != attempt
+            or ex.upstream is not None
+            or endpoint is None  # (waiting for a retry's backoff)
+            or endpoint.pool is not pool
+        ):
+            pool.release(up)  # the request ended (or moved on) while connecting
+            return
         up.send(ex, head)
         if len(ex.conn.queue) <= 1 and not ex.request_complete:
             ex.conn.resume_reading()
@@ -423,32 +482,41 @@ class HttpRouter:
         safe = not ex.has_body and ex.method in _IDEMPOTENT
         self._requeue_or_fail(ex, message, never_written=not ex.written or safe)
 
+    def requeue(self, ex: Exchange, message: str) -> None:
+        """A request waiting for a connection lost its endpoint: send it elsewhere."""
+        ex.failure = "endpoint_removed"
+        self._requeue_or_fail(ex, message, never_written=True)
+        ex.conn.flush()
+
     def _requeue_or_fail(self, ex: Exchange, message: str, *, never_written: bool) -> None:
-        endpoint = ex.endpoint
+        """A request failed at the connection level: requeue it at once on another endpoint
+        (within the client's requeue budget) when it was never written, else answer 502."""
         client = ex.client
         now = monotonic()
-        if endpoint is not None:
-            endpoint.load -= 1
-            if client is not None:
-                client.accrual.record(endpoint, False, now)
-            ex.endpoint = None
+        self._release_endpoint(ex, success=False)
         ex.upstream = None
         ex.written = False
         if (
             never_written
-            and not (ex.has_body and ex.request_bytes)
+            and (not ex.has_body or not ex.request_bytes or ex.replay is not None)
             and ex.requeues < MAX_REQUEUES
             and client is not None
             and not ex.conn.closing
         ):
-            ex.requeues += 1
-            try:
-                endpoint = client.pick(now)
-            except RouteError:
-                pass
+            if client.requeue_budget.try_withdraw(now):
+                ex.requeues += 1
+                client.stats.requeues.value += 1
+                try:
+                    endpoint = client.pick(now)
+                except RouteError:
+                    pass
+                else:
+                    if ex.replay is not None:
+                        ex.pending_body = list(ex.replay)
+                    self._send(ex, endpoint)
+                    return
             else:
-                self._send(ex, endpoint)
-                return
+                client.stats.budget_exhausted.value += 1
         self.respond_local(ex, 502, message)
 
     def bad_response(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
@@ -538,9 +606,123 @@ class HttpRouter:
                 head = b"HTTP/1.1 %d %s\r\n" % (status, up.reason or reason(status))
                 ex.conn.write(head + b"".join(up.lines) + CRLF)
             return
+        route: Route = ex.route  # type: ignore[assignment]
+        if route.retry_budget is not None and self._retryable(ex, up, status):
+            ex.status = status
+            self._release_endpoint(ex, success=False)
+            up.reusable = False
+            raise _Retry  # data_received closes this connection and calls retry()
         ex.status = status
         ex.response_started = True
+        if ex.timer is not None:  # the response has begun: deadlines no longer apply
+            ex.timer.cancel()
+            ex.timer = None
         ex.conn.write(response_head_bytes(ex, up, status, ex.conn.clear_context))
+
+    # -- retries and timeouts ----------------------------------------------------------------
+    def _retryable(self, ex: Exchange, up: UpstreamProtocol, status: int) -> bool:
+        """A final response the classifier calls retryable, for a request that can be sent
+        again, with budget left (service ``retries``)."""
+        retryable_header = up.special is not None and any(
+            n == b"l5d-retryable" and v.strip().lower() == b"true" for n, _, v in up.special
+        )
+        classifier = self._route_extras(ex.route).classifier  # type: ignore[arg-type]
+        if classifier.classify(ex.method, status, retryable_header) != classifiers.RETRYABLE:
+            return False
+        return self._may_retry(ex, monotonic())
+
+    def _may_retry(self, ex: Exchange, now: float) -> bool:
+        route: Route = ex.route  # type: ignore[assignment]
+        budget = route.retry_budget
+        if budget is None or ex.conn.closing or self.draining:
+            return False
+        if not ex.request_complete or (ex.has_body and ex.replay is None):
+            return False  # a streamed body cannot be sent again
+        if ex.attempts - ex.requeues > MAX_RETRIES:
+            return False
+        if route.total_timeout is not None and monotonic() >= ex.start + route.total_timeout:
+            return False
+        if not budget.try_withdraw(now):
+            route.service.budget_exhausted.value += 1
+            return False
+        return True
+
+    def retry(self, ex: Exchange) -> None:
+        """Send ``ex`` again, after the service's retry backoff (called after _Retry)."""
+        if ex.finished:
+            return
+        route: Route = ex.route  # type: ignore[assignment]
+        ex.upstream = None
+        ex.written = False
+        route.service.retries.value += 1
+        if ex.backoffs is None:
+            ex.backoffs = route.retry_backoff()
+        delay = next(ex.backoffs)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._retry_now, ex)
+        else:
+            self._retry_now(ex)
+
+    def _retry_now(self, ex: Exchange) -> None:
+        if ex.finished:
+            return
+        ex.status = 0
+        ex.retryable_header = False
+        ex.pending_body = list(ex.replay) if ex.replay else None
+        self._choose(ex)
+        ex.conn.flush()
+
+    def _arm(self, ex: Exchange, now: float) -> None:
+        """One timer per attempt, at the nearest of totalTimeoutMs and requestAttemptTimeoutMs."""
+        total = ex.route.total_timeout  # type: ignore[union-attr]
+        attempt = ex.client.attempt_timeout  # type: ignore[union-attr]
+        deadline = min(
+            ex.start + total if total is not None else float("inf"),
+            now + attempt if attempt is not None else float("inf"),
+        )
+        if ex.timer is not None:
+            ex.timer.cancel()
+        ex.timer = asyncio.get_running_loop().call_later(
+            max(deadline - now, 0.0), self._on_timeout, ex
+        )
+
+    def _on_timeout(self, ex: Exchange) -> None:
+        ex.timer = None
+        if ex.finished or ex.response_started:
+            return
+        now = monotonic()
+        route: Route = ex.route  # type: ignore[assignment]
+        client = ex.client
+        total = route.total_timeout
+        up = ex.upstream
+        if up is not None:  # abandon the attempt: its connection is closed, never reused
+            up.reusable = False
+            up.ex = None
+            up.close()
+            ex.upstream = None
+        endpoint = ex.endpoint
+        if endpoint is not None:
+            pool = endpoint.pool
+            if pool.waiters:
+                pool.waiters = type(pool.waiters)(w for w in pool.waiters if w[0] is not ex)
+        self._release_endpoint(ex, success=False)
+        if total is not None and now >= ex.start + total - 0.001:
+            ex.failure = "total_timeout"
+            self.respond_local(ex, 503, f"exceeded totalTimeoutMs of {total * 1000:g} ms")
+        else:
+            attempt = client.attempt_timeout if client is not None else None
+            ex.failure = "attempt_timeout"
+            classifier = self._route_extras(route).classifier
+            if classifier.classify_error(
+                ex.method, True
+            ) == classifiers.RETRYABLE and self._may_retry(ex, now):
+                ex.failure = None
+                self.retry(ex)
+            else:
+                self.respond_local(
+                    ex, 503, f"exceeded requestAttemptTimeoutMs of {(attempt or 0) * 1000:g} ms"
+                )
+        ex.conn.flush()
 
     def response_complete(self, ex: Exchange, up: UpstreamProtocol) -> None:
         conn = ex.conn
@@ -560,7 +742,8 @@ class HttpRouter:
         if endpoint is not None:
             ex.endpoint = None
             endpoint.load -= 1
-            ex.client.accrual.record(endpoint, success, conn.now)  # type: ignore[union-attr]
+            now = monotonic()
+            ex.client.record(endpoint, success, now, now - ex.attempt_start)  # type: ignore[union-attr]
         self._finish(ex, success)
 
     def _release_endpoint(self, ex: Exchange, *, success: bool) -> None:
@@ -571,7 +754,8 @@ class HttpRouter:
         endpoint.load -= 1
         client = ex.client
         if client is not None:
-            client.accrual.record(endpoint, success, monotonic())
+            now = monotonic()
+            client.record(endpoint, success, now, now - ex.attempt_start)
 
     def abort(self, ex: Exchange, message: str) -> None:
         """End an exchange that cannot be answered (client gone, upstream cut mid-response)."""
@@ -593,6 +777,9 @@ class HttpRouter:
 
     def _finish(self, ex: Exchange, success: bool) -> None:
         ex.finished = True
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
         conn = ex.conn
         server = conn.server
         elapsed = (monotonic() - ex.start) * 1000
@@ -607,6 +794,8 @@ class HttpRouter:
             svc = route.service
             (svc.success if success else svc.failures).value += 1
             svc.latency.counts[slot] += 1
+            if route.retry_budget is not None:
+                svc.per_request.counts[bucket(max(ex.attempts - 1, 0))] += 1
         client = ex.client
         if client is not None:
             cs = client.stats
@@ -656,6 +845,9 @@ class HttpRouter:
                     or (conn.served == 0 and slow_head)
                 ):
                     conn.close()
+        for client in self.core.clients.values():
+            for endpoint in client.endpoints:
+                endpoint.pool.expire_idle(now)
         self.core.expire_idle()
         if self.access_log is not None:
             self.access_log.flush()
