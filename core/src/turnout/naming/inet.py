@@ -5,6 +5,11 @@ with the event loop's resolver when first observed and again every ``refresh`` s
 observed (Finagle's ``inet`` polls too); ``fixedinet`` resolves once. An unknown host is
 ``AddrNeg``; any other resolver error is ``AddrFailed``; a failure after a good answer keeps
 the last good addresses (a flapping resolver must not empty a live set).
+
+A plugin may replace how host names are looked up (:meth:`InetResolver.use`): a lookup
+returns the addresses and, when it knows it, how long they stay valid (a DNS TTL); the next
+lookup then happens when that time is up (within ``min_refresh``..``max_refresh``) instead of
+every ``refresh`` seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .addr import Addr, AddrBound, Address, AddrFailed, AddrNeg, AddrPending
 from .var import Stop, Var
@@ -55,6 +60,16 @@ def classify_error(error: BaseException) -> Addr:
     return AddrFailed(f"{type(error).__name__}: {error}")
 
 
+#: a host-name lookup: the addresses (raise OSError, or socket.gaierror EAI_NONAME for an
+#: unknown host) and how many seconds they stay valid (None: unknown)
+Lookup = Callable[[str], Awaitable[tuple[list[str], float | None]]]
+
+
+async def system_lookup(host: str) -> tuple[list[str], float | None]:
+    """The default lookup: the event loop's resolver (getaddrinfo), no TTL."""
+    return await resolve_host(host), None
+
+
 _DEFAULT: list[InetResolver] = []
 
 
@@ -70,7 +85,16 @@ class InetResolver:
 
     def __init__(self, refresh: float = REFRESH_SECONDS) -> None:
         self.refresh = refresh
+        self.lookup: Lookup = system_lookup
+        #: bounds on a TTL-driven refresh (a TTL of 0 must not mean a busy loop)
+        self.min_refresh = 0.5
+        self.max_refresh = 300.0
         self._vars: dict[tuple[str, int, bool], Var[Addr]] = {}
+
+    def use(self, lookup: Lookup) -> None:
+        """Resolve host names with ``lookup`` from now on (watches pick it up at their next
+        refresh)."""
+        self.lookup = lookup
 
     def addr(self, host: str, port: int, *, fixed: bool = False) -> Var[Addr]:
         key = (host, port, fixed)
@@ -100,15 +124,18 @@ class InetResolver:
 
     async def _poll(self, var: Var[Addr], host: str, port: int, fixed: bool) -> None:
         while True:
+            delay = self.refresh
             try:
-                hosts = await resolve_host(host)
+                hosts, ttl = await self.lookup(host)
                 var.update(AddrBound(Address(h, port) for h in hosts))
+                if ttl is not None:
+                    delay = min(max(ttl, self.min_refresh), self.max_refresh)
             except OSError as e:
                 if not isinstance(var.value, AddrBound):  # keep the last good answer
                     var.update(classify_error(e))
             if fixed and isinstance(var.value, AddrBound):
                 return
-            await asyncio.sleep(self.refresh)
+            await asyncio.sleep(delay)
 
     @staticmethod
     def _resolve_blocking(host: str, port: int) -> Addr:
