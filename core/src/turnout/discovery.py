@@ -72,6 +72,10 @@ from .naming.namer import Name
 log = logging.getLogger("turnout.discovery")
 
 K = TypeVar("K", bound=Hashable)
+#: watches kept before the unused ones are forgotten
+MAX_WATCHES = 10_000
+#: at most one WARNING per namer in this many seconds about failing watches (others: DEBUG)
+WARN_EVERY = 30.0
 Publish = Callable[[Addr], None]
 
 
@@ -173,6 +177,7 @@ class DiscoveryNamer(Namer, Generic[K]):
         #: every supervising task still running (a stopped watch's until its cancel lands)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._warned_at = 0.0
         self.metrics = metrics
         scope = ("namer", *(label.decode("utf-8", "replace") for label in id_prefix.elems))
         self.stats_scope = scope
@@ -218,7 +223,7 @@ class DiscoveryNamer(Namer, Generic[K]):
         if parsed is None:
             return Activity.of(Neg)
         key, consumed = parsed
-        watch = self._watch(key)
+        watch = self.watch_var(key)
         bound = NameBound(self.id_prefix + path.take(consumed), watch.var, path.drop(consumed))
 
         def state() -> State[NameTree[Name]]:
@@ -231,9 +236,17 @@ class DiscoveryNamer(Namer, Generic[K]):
 
         return derive_activity(state)
 
-    def _watch(self, key: K) -> Watch:
+    def watch_var(self, key: K) -> Watch:
+        """The (lazily started) watch of ``key``: its ``var`` is the key's ``Var[Addr]``, for
+        namers whose lookups need more than :meth:`key_of` (override :meth:`lookup` and
+        bind names to ``watch_var(key).var``)."""
         watch = self.watches.get(key)
         if watch is None:
+            if len(self.watches) >= MAX_WATCHES:  # keys come from requests: bound the table
+                self.watches = {
+                    k: w for k, w in self.watches.items() if w.task is not None or w.var.observed
+                }
+                self._lookups = {p: a for p, a in self._lookups.items() if a.observed}
             watch = Watch(key, self.label_of(key))
             watch.var = Var(AddrPending, start=lambda var: self._start(watch))
             self.watches[key] = watch
@@ -292,7 +305,18 @@ class DiscoveryNamer(Namer, Generic[K]):
         now = time.time()
         if watch.error_since is None:
             watch.error_since = now
-            log.warning("%s %s: %s (keeping the last good set)", self.kind, watch.label, error)
+            serving = isinstance(watch.var.value, AddrBound)
+            level = logging.WARNING if now - self._warned_at >= WARN_EVERY else logging.DEBUG
+            if level == logging.WARNING:
+                self._warned_at = now
+            log.log(
+                level,
+                "%s %s: %s (%s)",
+                self.kind,
+                watch.label,
+                error,
+                "keeping the last good set" if serving else "no answer yet; requests fail fast",
+            )
         watch.last_error = error
         watch.errors += 1
         if self._errors is not None:
@@ -300,6 +324,11 @@ class DiscoveryNamer(Namer, Generic[K]):
         current = watch.var.value
         if not isinstance(current, AddrBound) and current is not AddrNeg:
             watch.var.update(AddrFailed(f"{self.kind} {watch.label}: {error}"))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` began: start nothing new."""
+        return self._closed
 
     # -- observability ---------------------------------------------------------------------
     def active_watches(self) -> int:
@@ -314,10 +343,16 @@ class DiscoveryNamer(Namer, Generic[K]):
 
     def state(self) -> dict[str, Any]:
         now = time.time()
-        return {
-            "kind": self.kind,
-            "watches": {w.label: w.state(now) for w in self.watches.values()},
-        }
+        watches = {}
+        for w in self.watches.values():
+            entry = w.state(now)
+            entry.update(self.watch_details(w.key))
+            watches[w.label] = entry
+        return {"kind": self.kind, "watches": watches}
+
+    def watch_details(self, key: K) -> dict[str, Any]:
+        """Extra fields for ``key``'s ``/namer_state`` entry (a resource version, an index)."""
+        return {}
 
     async def close(self) -> None:
         self._closed = True

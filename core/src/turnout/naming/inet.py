@@ -91,10 +91,11 @@ class InetResolver:
         self.max_refresh = 300.0
         self._vars: dict[tuple[str, int, bool], Var[Addr]] = {}
 
-    def use(self, lookup: Lookup) -> None:
+    def use(self, lookup: Lookup) -> Lookup:
         """Resolve host names with ``lookup`` from now on (watches pick it up at their next
-        refresh)."""
-        self.lookup = lookup
+        refresh); returns the lookup it replaces (to restore it later)."""
+        previous, self.lookup = self.lookup, lookup
+        return previous
 
     def addr(self, host: str, port: int, *, fixed: bool = False) -> Var[Addr]:
         key = (host, port, fixed)
@@ -130,7 +131,7 @@ class InetResolver:
                 var.update(AddrBound(Address(h, port) for h in hosts))
                 if ttl is not None:
                     delay = min(max(ttl, self.min_refresh), self.max_refresh)
-            except OSError as e:
+            except Exception as e:  # any lookup failure (a plugin's lookup may raise anything)
                 if not isinstance(var.value, AddrBound):  # keep the last good answer
                     var.update(classify_error(e))
             if fixed and isinstance(var.value, AddrBound):

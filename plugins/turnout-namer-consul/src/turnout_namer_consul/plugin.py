@@ -1,0 +1,16 @@
+"""The plugin module named by the ``turnout`` entry point: registers ``io.l5d.consul``.
+
+Cheap to import: the namer, python-consul2 and aiohttp are imported only when a
+configuration uses the kind.
+"""
+
+from __future__ import annotations
+
+import turnout
+
+from .config import ConsulNamerConfig
+
+
+@turnout.hookimpl
+def turnout_register_namers() -> list[type[ConsulNamerConfig]]:
+    return [ConsulNamerConfig]

@@ -1,0 +1,16 @@
+"""The module named by the ``turnout`` entry point: it only registers the config classes.
+
+Kept cheap to import (turnout imports it at every start): aiohttp and the namer are only
+imported when a configuration builds one of these namers.
+"""
+
+from __future__ import annotations
+
+import turnout
+
+from .config import K8sNamerConfig, K8sNsNamerConfig
+
+
+@turnout.hookimpl
+def turnout_register_namers() -> list[type[K8sNamerConfig]]:
+    return [K8sNamerConfig, K8sNsNamerConfig]

@@ -1,0 +1,140 @@
+"""The ``io.l5d.marathon`` namer's configuration (Linkerd 1's ``MarathonConfig``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from turnout.config import NamerConfig, option
+from turnout.config.model import ClientTlsConfig
+from turnout.naming import Path
+
+if TYPE_CHECKING:
+    from turnout.linker import BuildContext
+
+    from .namer import MarathonNamer
+
+_INET_DST = re.compile(r"^/\$/inet/(?P<host>[^/]+)/(?P<port>\d+)/?$")
+_TLS_VERSIONS = {
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def parse_dst(dst: str) -> tuple[str, int]:
+    """``/$/inet/<host>/<port>`` → ``(host, port)``; ValueError for any other form."""
+    m = _INET_DST.match(dst.strip())
+    if m is None or not 0 < int(m["port"]) <= 65535:
+        raise ValueError(
+            f"dst {dst!r} is not supported: turnout's io.l5d.marathon accepts only "
+            "/$/inet/<host>/<port> (use host and port, or that form)"
+        )
+    return m["host"], int(m["port"])
+
+
+def normalize_uri_prefix(prefix: str) -> str:
+    """``marathon/`` → ``/marathon``; ``""`` and ``/`` → ``""``."""
+    prefix = prefix.strip().strip("/")
+    return f"/{prefix}" if prefix else ""
+
+
+def ssl_context_of(tls: ClientTlsConfig) -> ssl.SSLContext:
+    """An :class:`ssl.SSLContext` for Linkerd's client ``tls`` block (``commonName`` is used
+    as the name to verify, by the caller)."""
+    context = ssl.create_default_context()
+    cas = [*(tls.trust_certs or [])]
+    if tls.trust_certs_bundle:
+        cas.append(tls.trust_certs_bundle)
+    for ca in cas:
+        context.load_verify_locations(cafile=ca)
+    if tls.disable_validation:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.client_auth:
+        context.load_cert_chain(tls.client_auth["certPath"], tls.client_auth.get("keyPath"))
+    if tls.protocols:
+        versions = sorted(_TLS_VERSIONS[p] for p in tls.protocols)
+        context.minimum_version, context.maximum_version = versions[0], versions[-1]
+    return context
+
+
+class MarathonConfig(NamerConfig):
+    """Addresses of Marathon apps' tasks: ``/#/io.l5d.marathon/<app id…>[/<residual>]``.
+
+    The namer polls Marathon's ``/v2/apps`` (which app ids exist) and
+    ``/v2/apps/<id>?embed=app.tasks`` (the tasks of each app in use) every ``ttlMs``. The
+    shortest leading part of the path (lower-cased) that is an app id names the app; each task
+    gives ``host:ports[0]`` (``ipAddresses[0]`` and the app's discovery port for IP-per-task
+    apps). Credentials come from ``DCOS_SERVICE_ACCOUNT_CREDENTIAL`` (DC/OS service account)
+    or ``MARATHON_HTTP_AUTH_CREDENTIAL`` (HTTP basic).
+    """
+
+    kind = "io.l5d.marathon"
+    host: str = option("marathon.mesos", doc="Marathon's host name (also the Host header).")
+    port: int = option(80, min=1, max=65535, doc="Marathon's port.")
+    dst: str | None = option(
+        None,
+        doc="Where to connect instead of host:port; only the /$/inet/<host>/<port> form.",
+    )
+    uri_prefix: str = option("", doc="Path Marathon is served under (DC/OS: /marathon).")
+    ttl_ms: int = option(5000, min=1, max=3_600_000, doc="Milliseconds between polls.")
+    jitter_ms: int = option(50, min=0, max=3_600_000, doc="Each wait is ttlMs ± up to this.")
+    use_health_check: bool = option(
+        False, doc="Route only to running tasks whose Marathon health checks all pass."
+    )
+    tls: ClientTlsConfig | None = option(
+        None,
+        doc="Talk to Marathon over TLS (commonName, trustCerts, disableValidation, clientAuth).",
+    )
+    request_timeout_ms: int = option(
+        10_000,
+        min=1,
+        max=600_000,
+        doc="Give up on one Marathon request after this long (turnout extension).",
+    )
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if self.dst is not None:
+            try:
+                parse_dst(self.dst)
+            except ValueError as e:
+                yield "dst", str(e)
+        if self.tls is not None and self.tls.protocols:
+            unknown = [p for p in self.tls.protocols if p not in _TLS_VERSIONS]
+            if unknown:
+                yield "tls", f"unknown TLS protocols {unknown}: use {sorted(_TLS_VERSIONS)}"
+        if self.tls is not None and self.tls.client_auth and "certPath" not in self.tls.client_auth:
+            yield "tls", "clientAuth needs certPath (and keyPath)"
+
+    def new_namer(
+        self, ctx: BuildContext | None, environ: Mapping[str, str] | None = None
+    ) -> MarathonNamer:
+        from .api import MarathonApi
+        from .auth import credentials_from_env
+        from .namer import MarathonNamer
+
+        credentials = credentials_from_env(os.environ if environ is None else environ)
+        host, port = parse_dst(self.dst) if self.dst is not None else (self.host, self.port)
+        tls = self.tls if self.tls is not None and self.tls.enabled else None
+        scheme = "https" if tls is not None else "http"
+        connect = f"[{host}]" if ":" in host else host
+        api = MarathonApi(
+            f"{scheme}://{connect}:{port}",
+            uri_prefix=normalize_uri_prefix(self.uri_prefix),
+            host_header=self.host if self.dst is not None else None,
+            credentials=credentials,
+            ssl_context=ssl_context_of(tls) if tls is not None else None,
+            server_hostname=tls.common_name if tls is not None else None,
+            timeout=self.request_timeout_ms / 1000,
+        )
+        return MarathonNamer(
+            Path.of("#") + self.effective_prefix,
+            api,
+            ttl=self.ttl_ms / 1000,
+            jitter=self.jitter_ms / 1000,
+            use_health_check=self.use_health_check,
+            metrics=ctx.metrics if ctx is not None else None,
+        )
