@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
+import operator
 from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +37,8 @@ def _bounds() -> list[float]:
 
 
 _BOUNDS = _bounds()
+#: the upper bounds of the histogram buckets (the last bucket is everything above)
+BOUNDS: tuple[float, ...] = tuple(_BOUNDS)
 _N = len(_BOUNDS) + 1
 _ZEROS = array("Q", bytes(8 * _N))
 #: what the hot path calls to find a value's bucket: ``hist.counts[bucket(v)] += 1``
@@ -89,12 +93,14 @@ class Histogram:
     :data:`WINDOW` seconds by the linker) starts a new window.
     """
 
-    __slots__ = ("counts", "previous", "retired")
+    __slots__ = ("_cache", "_rotations", "counts", "previous", "retired")
 
     def __init__(self) -> None:
         self.counts = array("Q", _ZEROS)
         self.previous: array[int] | None = None
         self.retired = 0  # values in windows older than ``previous``
+        self._cache: tuple[tuple[int, int], dict[str, float]] | None = None
+        self._rotations = 0
 
     def add(self, value: float) -> None:
         self.counts[bucket(value)] += 1
@@ -104,36 +110,53 @@ class Histogram:
             self.retired += sum(self.previous)
         self.previous = self.counts
         self.counts = array("Q", _ZEROS)
+        self._rotations += 1
 
     @property
     def count(self) -> int:
         return self.retired + sum(self.previous or ()) + sum(self.counts)
 
     def snapshot(self) -> dict[str, float]:
-        """``count`` (all time) and, if the window has values, max/min/percentiles/sum/avg."""
-        merged = list(self.counts)
-        if self.previous is not None:
-            merged = [a + b for a, b in zip(merged, self.previous, strict=True)]
+        """``count`` (all time) and, if the window has values, max/min/percentiles/sum/avg.
+
+        Computed with C-level passes over the buckets, and cached: values are only ever
+        added to the current window, so an unchanged count means an unchanged snapshot.
+        """
+        previous = self.previous
+        merged = (
+            self.counts
+            if previous is None
+            else array("Q", map(operator.add, self.counts, previous))
+        )
         n = sum(merged)
-        out: dict[str, float] = {"count": self.count}
-        if n == 0:
-            return out
-        nonzero = [i for i, c in enumerate(merged) if c]
-        out["max"] = _value(nonzero[-1])
-        out["min"] = _value(nonzero[0])
-        for name, q in (
-            ("p50", 0.5),
-            ("p90", 0.9),
-            ("p95", 0.95),
-            ("p99", 0.99),
-            ("p9990", 0.999),
-            ("p9999", 0.9999),
-        ):
-            out[name] = _quantile(merged, n, q)
-        total = sum(_value(i) * c for i, c in enumerate(merged) if c)
-        out["sum"] = round(total, 3)
-        out["avg"] = round(total / n, 3)
-        return out
+        key = (n, self._rotations)
+        cached = self._cache
+        if cached is not None and cached[0] == key:
+            return dict(cached[1])
+        out: dict[str, float] = {
+            "count": self.retired + (sum(previous) if previous else 0) + sum(self.counts)
+        }
+        if n:
+            cumulative = list(itertools.accumulate(merged))
+            out["max"] = VALUES[bisect.bisect_left(cumulative, n)]
+            out["min"] = VALUES[bisect.bisect_right(cumulative, 0)]
+            for name, q in _QUANTILES:
+                out[name] = VALUES[bisect.bisect_left(cumulative, max(1, math.ceil(q * n)))]
+            total = sum(map(operator.mul, VALUES, merged))
+            out["sum"] = round(total, 3)
+            out["avg"] = round(total / n, 3)
+        self._cache = (key, out)
+        return dict(out)
+
+
+_QUANTILES = (
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("p9990", 0.999),
+    ("p9999", 0.9999),
+)
 
 
 Metric = Counter | SumCounter | Gauge | Histogram
@@ -147,14 +170,14 @@ def _value(index: int) -> float:
     return round(v, 3) if v >= 1 else float(f"{v:.3g}")
 
 
-def _quantile(counts: list[int], n: int, q: float) -> float:
-    rank = max(1, math.ceil(q * n))
-    seen = 0
-    for i, c in enumerate(counts):
-        seen += c
-        if seen >= rank:
-            return _value(i)
-    return _value(len(counts) - 1)  # pragma: no cover
+#: the representative value of every bucket (``VALUES[i]`` for bucket ``i``); the first
+#: bucket (values up to 0.001, zero included: "no retries") stands for 0
+VALUES: tuple[float, ...] = (0.0, *(_value(i) for i in range(1, _N)))
+
+
+def bucket_value(index: int) -> float:
+    """The representative value (upper bound) of histogram bucket ``index``."""
+    return VALUES[index] if 0 <= index < _N else VALUES[-1]
 
 
 class MetricsTree:
@@ -162,6 +185,8 @@ class MetricsTree:
 
     def __init__(self) -> None:
         self._metrics: dict[Key, Metric] = {}
+        #: the metrics sorted by path, rebuilt only when metrics are added or removed
+        self._sorted: list[tuple[Key, Metric]] | None = None
 
     def counter(self, *path: str) -> Counter:
         return self._get(path, Counter)  # type: ignore[return-value]
@@ -171,6 +196,7 @@ class MetricsTree:
         metric = self._metrics.get(path)
         if metric is None:
             metric = self._metrics[path] = SumCounter(parts)
+            self._sorted = None
         return metric  # type: ignore[return-value]
 
     def gauge(self, *path: str, fn: Callable[[], float] | None = None) -> Gauge:
@@ -187,6 +213,7 @@ class MetricsTree:
         metric = self._metrics.get(path)
         if metric is None:
             metric = self._metrics[path] = cls()
+            self._sorted = None
         elif not isinstance(metric, cls):
             raise TypeError(
                 f"metric {'/'.join(path)} is a {type(metric).__name__}, not {cls.__name__}"
@@ -198,6 +225,8 @@ class MetricsTree:
         doomed = [k for k in self._metrics if k[: len(prefix)] == prefix]
         for k in doomed:
             del self._metrics[k]
+        if doomed:
+            self._sorted = None
         return len(doomed)
 
     def rotate(self) -> None:
@@ -209,10 +238,16 @@ class MetricsTree:
     def items(self) -> Iterator[tuple[Key, Metric]]:
         return iter(list(self._metrics.items()))
 
+    def sorted_items(self) -> list[tuple[Key, Metric]]:
+        """Every metric, sorted by path (cached while no metric is added or removed)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._metrics.items())
+        return self._sorted
+
     def flat(self, prefix: Key = ()) -> dict[str, float]:
         """Linkerd's flat ``/admin/metrics.json`` form."""
         out: dict[str, float] = {}
-        for key, metric in sorted(self.items()):
+        for key, metric in self.sorted_items():
             if key[: len(prefix)] != prefix:
                 continue
             name = "/".join(key)
@@ -228,7 +263,7 @@ class MetricsTree:
     def tree(self, prefix: Key = ()) -> dict[str, Any]:
         """Linkerd's ``?tree=1`` form: nested objects, ``counter``/``gauge``/``stat.*`` leaves."""
         root: dict[str, Any] = {}
-        for key, metric in sorted(self.items()):
+        for key, metric in self.sorted_items():
             if key[: len(prefix)] != prefix:
                 continue
             node = root
