@@ -26,6 +26,9 @@ from .errors import TurnoutError
 from .metrics import WINDOW, MetricsTree
 from .naming import Dtab, GlobalNamer, NameInterpreter, Namer, Path
 from .plugin_manager import Plugins
+from .process_stats import ProcessStats
+from .telemetry import Telemeter
+from .tracing import Tracing
 
 log = logging.getLogger("turnout")
 
@@ -88,6 +91,9 @@ class Linker:
         self.namers: list[tuple[Path, Namer]] = []
         self.interpreters: dict[str, NameInterpreter] = {}
         self.routers: list[RouterRuntime] = []
+        self.telemeters: list[Telemeter] = []
+        #: the tracers of every telemeter that traces, or None (routers trace nothing)
+        self.tracing: Tracing | None = None
         self.admin: Any = None
         self._group: anyio.abc.TaskGroup | None = None
         self._shutdown: asyncio.Event | None = None
@@ -111,6 +117,10 @@ class Linker:
     def build(cls, loaded: LoadedConfig, plugins: Plugins, *, routers: bool = True) -> Linker:
         """Build namers, interpreters and (unless ``routers=False``) router runtimes."""
         linker = cls(loaded, plugins)
+        for telemeter_config in linker.config.telemetry:
+            linker.telemeters.append(telemeter_config.new_telemeter(linker.context()))
+        tracers = [t for t in (tm.tracer() for tm in linker.telemeters) if t is not None]
+        linker.tracing = Tracing(tracers) if tracers else None
         for namer_config in linker.config.namers:
             namer = namer_config.new_namer(linker.context())
             linker.namers.append((namer_config.effective_prefix, namer))
@@ -151,6 +161,9 @@ class Linker:
         """Start the admin server and the routers' servers, then run the startup hooks."""
         self._shutdown = asyncio.Event()
         self.spawn(self._tick())
+        self.spawn(ProcessStats(self.metrics).run())
+        for telemeter in self.telemeters:
+            self.spawn(telemeter.run())
         if self.config.admin.port or self.config.admin.port == 0:
             from .admin import AdminServer
 
@@ -224,6 +237,11 @@ class Linker:
         for router in self.routers:
             await router.close()
         await _await_all(self.plugins.hook.turnout_shutdown(linker=self))
+        for telemeter in self.telemeters:
+            try:
+                await telemeter.close()
+            except Exception:
+                log.exception("closing telemeter %r failed", telemeter)
         for _, namer in self.namers:
             await namer.close()
         for interpreter in self.interpreters.values():

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.builtin.interpreters",
     "turnout.builtin.global_namers",
     "turnout.builtin.balancers",
+    "turnout.builtin.telemeters",
 )
 
 #: Each registration hook and the config base class its results must subclass.

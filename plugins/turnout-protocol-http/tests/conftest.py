@@ -28,6 +28,7 @@ def http_config(
     namers: list[dict[str, Any]] | None = None,
     admin: dict[str, Any] | None = None,
     port: int | None = None,
+    telemetry: list[dict[str, Any]] | None = None,
 ) -> str:
     """YAML of one ``protocol: http`` router on a free port, an admin on a free port and an
     ``io.l5d.fs`` namer over ``disco`` (polling every 50 ms) unless ``namers`` is given."""
@@ -47,6 +48,8 @@ def http_config(
             }
         ],
     }
+    if telemetry:
+        config["telemetry"] = telemetry
     return yaml.safe_dump(config, sort_keys=False)
 
 

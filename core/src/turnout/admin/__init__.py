@@ -18,6 +18,7 @@ from aiohttp import web
 from ..admin_routes import AdminRoute
 from ..errors import BindingError, ParseError
 from ..naming import ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
+from .ui import ui_routes
 
 if TYPE_CHECKING:
     from ..linker import Linker
@@ -57,6 +58,8 @@ class AdminServer:
         self.routes: list[AdminRoute] = self._builtin_routes()
         for extra in linker.plugins.hook.turnout_admin_routes(linker=linker):
             self.routes.extend(extra or ())
+        for telemeter in linker.telemeters:
+            self.routes.extend(telemeter.admin_routes())
         self._categories: dict[str, str] = {}
         for route in self.routes:
             self.app.router.add_route(route.method, route.path, route.handler)
@@ -82,6 +85,10 @@ class AdminServer:
             r("GET", "/namer_state/{prefix:.*}.json", self.namer_state, "diagnostics"),
             r("POST", "/admin/shutdown", self.shutdown, "control"),
             r("GET", "/admin/shutdown", self.method_not_allowed, "control"),
+            r("GET", "/logging.json", self.logging_json, "control"),
+            r("POST", "/logging.json", self.logging_json, "control"),
+            r("GET", "/admin/index.txt", self.index, "diagnostics"),
+            *ui_routes(self),
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -100,20 +107,28 @@ class AdminServer:
             self.runner = None
 
     # -- security --------------------------------------------------------------------------
+    def allowed(self, path: str, declared: str | None = None) -> bool:
+        """Whether ``admin.security`` lets ``path`` be served: its category (``declared``,
+        else the route's, else Linkerd's rules) enabled and the path not blacklisted, or
+        the category disabled and the path whitelisted."""
+        sec = self.config.security
+        cat = declared or self._categories.get(path) or category(path)
+        enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
+            cat, sec.diagnostics_enabled
+        )
+        return (enabled and not any(p.search(path) for p in self._deny)) or (
+            not enabled and any(p.search(path) for p in self._allow)
+        )
+
     @web.middleware
     async def _security(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        path = request.path
-        sec = self.config.security
-        cat = category(path)
-        enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
-            cat, sec.diagnostics_enabled
-        )
-        allowed = (enabled and not any(p.search(path) for p in self._deny)) or (
-            not enabled and any(p.search(path) for p in self._allow)
-        )
-        if not allowed:
+        # a route's declared category (plugins and telemeters choose theirs); Linkerd's rules
+        # for everything else
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else request.path
+        if not self.allowed(request.path, self._categories.get(canonical)):
             raise web.HTTPNotFound()
         return await handler(request)
 
@@ -182,6 +197,32 @@ class AdminServer:
         asyncio.get_running_loop().call_soon(self.linker.request_shutdown, grace)
         return web.Response(text="shutting down\n")
 
+    async def logging_json(self, request: web.Request) -> web.Response:
+        """Linkerd's ``/logging.json``: GET lists ``[{"logger", "level"}]`` (root first, then
+        every logger with a level of its own); POST ``?logger=<name|root>&level=<LEVEL>``
+        changes one (form fields or a JSON object work too)."""
+        if request.method == "POST":
+            params: dict[str, Any] = dict(request.query)
+            if request.content_type == "application/json":
+                try:
+                    body = json.loads(await request.text() or "{}")
+                except ValueError:
+                    return web.Response(status=400, text="malformed JSON body\n")
+                if isinstance(body, dict):
+                    params.update(body)
+            elif request.can_read_body:
+                params.update(await request.post())
+            name, level = params.get("logger"), str(params.get("level", "")).upper()
+            if not name or not level:
+                return web.Response(status=400, text="logger and level are required\n")
+            if level not in _LEVELS:
+                known = ", ".join(_LEVELS)
+                return web.Response(status=400, text=f"unknown level {level!r} (known: {known})\n")
+            target = logging.getLogger() if name == "root" else logging.getLogger(str(name))
+            target.setLevel(level)
+            log.info("log level of %s set to %s", name, level)
+        return _json(_loggers())
+
     async def delegator_json(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             if request.content_type != "application/json":
@@ -221,6 +262,20 @@ class AdminServer:
         if namespace:
             return self.linker.interpreters.get(namespace)
         return ConfiguredNamersInterpreter([], self.linker.global_namer)
+
+
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+
+
+def _loggers() -> list[dict[str, str]]:
+    root = logging.getLogger()
+    out = [{"logger": "root", "level": logging.getLevelName(root.level)}]
+    manager = logging.Logger.manager
+    for name in sorted(manager.loggerDict):
+        logger = manager.loggerDict[name]
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            out.append({"logger": name, "level": logging.getLevelName(logger.level)})
+    return out
 
 
 def _duration(text: str) -> float:

@@ -48,7 +48,10 @@ def _table(cls: type[ConfigObject]) -> list[str]:
         doc = f.doc
         if f.unsupported:
             doc = f"{doc} *Accepted; {f.unsupported}.*".strip()
-        lines.append(f"| `{key}` | {describe_type(f.type)} | {_default(f)} | {doc} |")
+        cells = (describe_type(f.type), _default(f), doc)
+        # a "|" inside a cell (Literal choices, "a | b" in a doc) would end the cell
+        typ, default, doc = (str(c).replace("|", "\\|") for c in cells)
+        lines.append(f"| `{key}` | {typ} | {default} | {doc} |")
     return [*lines, ""]
 
 

@@ -162,6 +162,8 @@ class Exchange:
     attempt_start = 0.0
     backoffs: Any = None
     timer: Any = None
+    #: the request's trace (a turnout.tracing.ServerTrace) when a tracer sampled it
+    trace: Any = None
 
     def __init__(self, conn: ServerProtocol, start: float) -> None:
         self.conn = conn

@@ -14,6 +14,7 @@ from turnout.linker import BuildContext
 from turnout.metrics import Counter, MetricsTree, bucket
 from turnout.naming import Address, Dtab, Path
 from turnout.router import Client, Endpoint, Route, RouteError, Router, accrual_for, balancer_for
+from turnout.tracing import TRACE_HEADERS, ServerTrace, Span, Tracing
 
 from . import classifiers
 from .accesslog import AccessLog
@@ -151,6 +152,8 @@ class HttpRouter:
             and first.lname == b"host"
             else None
         )
+        #: the linker's tracers, or None: then nothing on the request path traces
+        self.tracing: Tracing | None = ctx.linker.tracing if ctx.linker is not None else None
         self.binding_timeout = config.binding_timeout_ms / 1000
         #: request bodies up to this size are kept for retries (streamAfterContentLengthKB)
         self.replay_limit = config.stream_after_content_length_kb * 1024
@@ -298,6 +301,8 @@ class HttpRouter:
             self.respond_local(ex, e.status, str(e))
             return
         ex.dst = dst
+        if self.tracing is not None:
+            self._trace_start(ex, self.tracing)
         route = (self.core.plain.get(dst) if local is _EMPTY_DTAB else None) or self.core.route(
             dst, local
         )
@@ -469,6 +474,8 @@ class HttpRouter:
             parts.append(b"Via: " + VIA_TOKEN + CRLF)
         parts.append(self._route_extras(ex.route).headers(ex.client, ex.residual))  # type: ignore[arg-type]
         parts += (b"l5d-reqid: ", request_id(), CRLF)
+        if ex.trace is not None:
+            parts.append(self.tracing.client_headers(ex.trace))  # type: ignore[union-attr]
         stamp = ex.conn.server.timestamp_header
         if stamp is not None:
             parts += (stamp, b": ", str(int(time.time() * 1000)).encode(), CRLF)
@@ -744,6 +751,8 @@ class HttpRouter:
             endpoint.load -= 1
             now = monotonic()
             ex.client.record(endpoint, success, now, now - ex.attempt_start)  # type: ignore[union-attr]
+            if ex.trace is not None:
+                self._trace_client(ex, endpoint, ex.status, None)
         self._finish(ex, success)
 
     def _release_endpoint(self, ex: Exchange, *, success: bool) -> None:
@@ -756,6 +765,8 @@ class HttpRouter:
         if client is not None:
             now = monotonic()
             client.record(endpoint, success, now, now - ex.attempt_start)
+        if ex.trace is not None:
+            self._trace_client(ex, endpoint, ex.status, ex.failure or "failed")
 
     def abort(self, ex: Exchange, message: str) -> None:
         """End an exchange that cannot be answered (client gone, upstream cut mid-response)."""
@@ -803,6 +814,8 @@ class HttpRouter:
             cs.latency.counts[slot] += 1
         if not success:
             self._count_failure(ex)
+        if ex.trace is not None:
+            self._trace_server(ex, success)
         if self.access_log is not None:
             self.access_log.record(ex, elapsed)
         if ex.counted:
@@ -820,6 +833,95 @@ class HttpRouter:
             metrics.counter(*ex.route.service.scope, "failures", kind).value += 1
         if ex.client is not None:
             metrics.counter(*ex.client.scope, "failures", kind).value += 1
+
+    # -- tracing (only with a tracing telemeter; see turnout.tracing) --------------------------
+    def _trace_start(self, ex: Exchange, tracing: Tracing) -> None:
+        """Decide whether ``ex`` is traced; if so, take its incoming trace headers out (each
+        attempt upstream gets a child span's headers instead)."""
+        lnames = ex.lnames
+        found = [i for i, n in enumerate(lnames) if n in TRACE_HEADERS]
+        incoming = None
+        if found:
+            lines = ex.lines
+            incoming = tracing.extract(
+                (lnames[i], lines[i].split(b":", 1)[1].strip()) for i in found
+            )
+        trace = tracing.server(incoming)
+        if trace is None:
+            return  # not traced here: the headers travel on untouched
+        ex.trace = trace
+        if found:
+            drop = set(found)
+            ex.lines = [x for i, x in enumerate(ex.lines) if i not in drop]
+            ex.lnames = [x for i, x in enumerate(ex.lnames) if i not in drop]
+
+    def _trace_client(
+        self, ex: Exchange, endpoint: Endpoint, status: int, error: str | None
+    ) -> None:
+        trace: ServerTrace = ex.trace
+        if not trace.client_span:
+            return  # the attempt ended before its request head was built
+        now = time.time_ns() // 1000
+        tags = {"http.method": ex.method.decode("latin-1"), "l5d.client": str(ex.client.id)}  # type: ignore[union-attr]
+        if status:
+            tags["http.status_code"] = str(status)
+        if ex.attempts > 1:
+            tags["l5d.attempt"] = str(ex.attempts)
+        address = endpoint.address
+        span = Span(
+            trace.context.trace_id,
+            trace.client_span,
+            trace.context.span_id,
+            ex.method.decode("latin-1").lower(),
+            "CLIENT",
+            trace.client_start_us,
+            max(now - trace.client_start_us, 1),
+            self.label,
+            address.host,
+            address.port,
+            tags,
+            debug=trace.context.debug,
+            error=error or (f"status {status}" if status >= 500 else None),
+        )
+        trace.client_span = 0
+        self.tracing.record(trace, span)  # type: ignore[union-attr]
+
+    def _trace_server(self, ex: Exchange, success: bool) -> None:
+        trace: ServerTrace = ex.trace
+        ex.trace = None
+        now = time.time_ns() // 1000
+        target = ex.target.split(b"?", 1)[0].decode("latin-1")
+        tags = {
+            "http.method": ex.method.decode("latin-1"),
+            "http.path": target,
+            "http.status_code": str(ex.status),
+            "l5d.router": self.label,
+        }
+        if ex.dst is not None:
+            tags["l5d.service"] = str(ex.dst)
+        if ex.client is not None:
+            tags["l5d.client"] = str(ex.client.id)
+        if ex.attempts > 1:
+            tags["l5d.retries"] = str(ex.attempts - 1)
+        peer = ex.conn.peer
+        ctx = trace.context
+        span = Span(
+            ctx.trace_id,
+            ctx.span_id,
+            ctx.parent_id,
+            ex.method.decode("latin-1").lower(),
+            "SERVER",
+            trace.start_us,
+            max(now - trace.start_us, 1),
+            self.label,
+            peer[0] if peer[0] != "-" else None,
+            peer[1] or None,
+            tags,
+            shared=trace.shared,
+            debug=ctx.debug,
+            error=None if success else (ex.failure or f"status {ex.status}"),
+        )
+        self.tracing.record(trace, span)  # type: ignore[union-attr]
 
     # -- housekeeping ----------------------------------------------------------------------
     async def _sweep(self) -> None:

@@ -1,0 +1,3 @@
+"""turnout-telemeter-zipkin: the ``io.l5d.zipkin`` telemeter."""
+
+__version__ = "0.1.0"
