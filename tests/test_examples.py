@@ -7,6 +7,7 @@ A new example file without an entry in :data:`CASES` fails :func:`test_example_r
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -47,12 +48,14 @@ class Case:
     backends: set[str]
     target: str = "/"
     headers: dict[str, str] = field(default_factory=lambda: {"Host": "web"})
+    #: admin paths fetched after the request, each with a text its answer must contain
+    admin: dict[str, str] = field(default_factory=dict)
 
 
 WEB = {"web-1", "web-2"}
 CASES: dict[str, Case] = {
     "canary.yaml": Case(WEB | {"web-v2"}),
-    "demo.yaml": Case(WEB),
+    "demo.yaml": Case(WEB, admin={"/requests.json": "/svc/web", "/": "turnout"}),
     "fs.yaml": Case(WEB),
     "loadbalancer.yaml": Case(WEB),
     "proxy.yaml": Case(
@@ -62,6 +65,14 @@ CASES: dict[str, Case] = {
     "rewriting.yaml": Case(WEB, target="/web/api/users/1", headers={"Host": "anything"}),
     "service-options.yaml": Case({"web-v2"}, headers={"Host": "web-v2"}),
     "static_namer.yaml": Case({"web-1"}, headers={"Host": "anything"}),
+    "telemetry.yaml": Case(
+        WEB,
+        admin={
+            "/admin/metrics/prometheus": 'router="http"',
+            "/requests.json": "/svc/web",
+            "/admin/metrics.json": "telemetry/zipkin/",
+        },
+    ),
 }
 
 
@@ -183,7 +194,20 @@ def test_example_runs(name, demo, turnout_process, tmp_path):
     answer = json.loads(r.body)
     assert answer["backend"] in case.backends
     assert answer["headers"].get("l5d-dst-service", "").startswith("/svc/")
+    for path, expected in case.admin.items():
+        status, body = http_get(proc.admin_port, path)
+        assert status == 200 and expected in body, (path, status, body[:500])
     assert proc.stop() == 0
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
 
 
 def test_demo_backend_ports_match_the_examples():

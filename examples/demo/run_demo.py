@@ -44,7 +44,9 @@ def main() -> int:
             print("demo: turnout did not answer on :4140; see the log above", file=sys.stderr)
             return 1
         print(
-            "\nturnout is routing on http://127.0.0.1:4140 (admin: http://127.0.0.1:9990/admin)\n\n"
+            "\nturnout is routing on http://127.0.0.1:4140\n"
+            "dashboard: http://127.0.0.1:9990/   dtab playground: http://127.0.0.1:9990/delegator"
+            "   recent requests: http://127.0.0.1:9990/requests\n\n"
             "  curl -H 'Host: web' http://127.0.0.1:4140/\n"
             "  curl -H 'Host: web' -H 'l5d-dtab: /svc/web => /#/io.l5d.fs/web-v2' "
             "http://127.0.0.1:4140/\n"

@@ -18,6 +18,7 @@ FIRST_PARTY_KINDS: dict[tuple[str, str], str] = {
     ("telemeter", "io.l5d.zipkin"): "turnout-telemeter-zipkin",
     ("telemeter", "io.l5d.prometheus"): "turnout-telemeter-prometheus",
     ("telemeter", "io.l5d.statsd"): "turnout-telemeter-statsd",
+    ("telemeter", "io.l5d.opentelemetry"): "turnout-telemeter-opentelemetry",
     ("namer", "io.l5d.marathon"): "turnout-namer-marathon",
     ("namer", "io.l5d.dnssrv"): "turnout-namer-dnssrv",
     ("namer", "io.l5d.consul"): "turnout-namer-consul",
