@@ -69,6 +69,8 @@ def test_logging_json_lists_and_changes_levels(turnout_process):  # noqa: F811
     )
     assert status == 200 and {"logger": "root", "level": "ERROR"} in json.loads(body)
     assert get(proc, "/logging.json?logger=x", data=b"")[0] == 400
+    status, body = get(proc, "/logging.json?logger=turnout.http&level=WARN", data=b"")
+    assert status == 200 and {"logger": "turnout.http", "level": "WARNING"} in json.loads(body)
     status, body = get(proc, "/logging.json?logger=x&level=LOUD", data=b"")
     assert status == 400 and "LOUD" in body
 
@@ -90,7 +92,56 @@ def test_security_categories(turnout_process):  # noqa: F811
     assert get(proc, "/admin/shutdown", data=b"")[0] == 404
     assert get(proc, "/config.json")[0] == 404  # ui, but blacklisted
     assert get(proc, "/admin/metrics.json")[0] == 200  # ui
-    assert get(proc, "/requests")[0] == 200  # a telemeter's ui route
+    # a telemeter's route keeps the category it declares: /requests shows clients'
+    # addresses and paths, so it is diagnostics (as /requests.json), off here
+    assert get(proc, "/requests")[0] == 404
+
+
+def test_security_patterns_match_whole_paths(turnout_process):  # noqa: F811
+    """Linkerd's SecurityFilter: ``pattern.matcher(path).matches()``, not a search."""
+    proc = turnout_process(
+        config(
+            security={
+                "diagnosticsEnabled": False,
+                "pathWhitelist": ["/admin/ping"],
+                "pathBlacklist": ["/admin/metrics"],
+            }
+        )
+    )
+    assert get(proc, "/admin/metrics.json")[0] == 200  # not /admin/metrics itself
+    assert get(proc, "/admin/ping") == (200, "pong")
+    assert get(proc, "/namer_state/x/admin/ping.json")[0] == 404  # contains it, not it
+
+
+def test_control_endpoints_refuse_cross_site_browser_requests(turnout_process):  # noqa: F811
+    proc = turnout_process(config())
+    here = f"127.0.0.1:{proc.admin_port}"
+    change = "/logging.json?logger=turnout.admin&level=DEBUG"
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": f"https://{here}"},  # another scheme is another origin
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        # DNS rebinding: the attacker's name resolves to 127.0.0.1, Host and Origin agree
+        {
+            "Host": f"rebind.example:{proc.admin_port}",
+            "Origin": f"http://rebind.example:{proc.admin_port}",
+        },
+    ):
+        status, body = get(proc, change, data=b"", headers=headers)
+        assert status == 403 and "cross-site request refused" in body, headers
+    levels = {e["logger"]: e["level"] for e in json.loads(get(proc, "/logging.json")[1])}
+    assert "turnout.admin" not in levels  # nothing changed
+    # the admin's own pages (same origin) and clients that are not browsers are served
+    same = {"Origin": f"http://{here}", "Sec-Fetch-Site": "same-origin"}
+    assert get(proc, change, data=b"", headers=same)[0] == 200
+    localhost = {
+        "Host": f"localhost:{proc.admin_port}",
+        "Origin": f"http://localhost:{proc.admin_port}",
+    }
+    assert get(proc, change, data=b"", headers=localhost)[0] == 200
+    assert get(proc, change, data=b"")[0] == 200  # curl
 
 
 def test_shutdown_refuses_cross_origin_and_get(turnout_process):  # noqa: F811

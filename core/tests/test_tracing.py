@@ -83,10 +83,29 @@ def test_preference_order():
 
 def test_l5d_sample_overrides_the_rate_of_a_new_trace():
     tracing = Tracing([Collect(rate=0.0)])
-    assert tracing.server(None) is None
+    unsampled = tracing.server(None)
+    assert unsampled is not None and unsampled.tracers == []
     ctx = extract(l5d_sample="1.0")
     assert ctx is not None and ctx.sample_rate == 1.0
-    assert tracing.server(ctx) is not None
+    sampled = tracing.server(ctx)
+    assert sampled is not None and sampled.tracers == tracing.tracers
+
+
+def test_a_new_trace_not_sampled_is_propagated_as_not_sampled():
+    """Finagle sends its decision: the next proxy must not start a trace of its own in the
+    middle of this one (and record the rest of a request whose start nobody recorded)."""
+    tracing = Tracing([Collect(rate=0.0)])
+    trace = tracing.server(None)
+    assert trace is not None and trace.tracers == [] and trace.propagate_sampled is False
+    block = tracing.client_headers(trace).decode()
+    assert "x-b3-sampled: 0\r\n" in block and block.endswith("-00\r\n")
+    downstream = Tracing([Collect(rate=1.0)])
+    names = [line.split(": ", 1) for line in block.strip().split("\r\n")]
+    incoming = Tracing.extract((n.encode(), v.encode()) for n, v in names)
+    assert incoming is not None and incoming.trace_id == trace.context.trace_id
+    assert downstream.server(incoming) is None  # the decision wins, even at rate 1.0
+    # with only local tracers nothing is decided, and nothing is added to the request
+    assert Tracing([Collect(rate=0.0, exports=False)]).server(None) is None
 
 
 def test_upstream_decision_wins():
@@ -128,7 +147,55 @@ def test_a_local_tracer_does_not_force_sampling_downstream():
     trace = Tracing([local]).server(None)
     assert trace is not None and trace.propagate_sampled is None
     block = Tracing([local]).client_headers(trace)
-    assert b"x-b3-sampled" not in block and block.count(b"-00\r\n") == 1  # traceparent flags 00
+    # no decision to pass on: W3C cannot say "undecided" (00 means "not sampled", which
+    # would make an OpenTelemetry service drop the trace), so no traceparent at all
+    assert b"x-b3-sampled" not in block and b"traceparent" not in block
+    assert b"x-b3-traceid" in block and b"l5d-ctx-trace" in block
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"00-0x{TRACE:030x}-{SPAN:016x}-01",  # int(x, 16) would take these
+        f"00-{TRACE:032x}"[:20] + "_" + f"{TRACE:032x}"[17:] + f"-{SPAN:016x}-01",
+        f"00-{TRACE:032X}-{SPAN:016x}-01",  # upper case
+        f"zz-{TRACE:032x}-{SPAN:016x}-01",  # version not hex
+        f"ff-{TRACE:032x}-{SPAN:016x}-01",  # version ff is invalid
+        f"00-{TRACE:032x}-{SPAN:016x}-01-extra",  # version 00 has four fields
+        f"00-{TRACE:032x}-{SPAN:016x}-zz",  # flags not hex
+        f"00-{0:032x}-{SPAN:016x}-01",  # all-zero ids
+        f"00-{TRACE:032x}-{0:016x}-01",
+    ],
+)
+def test_invalid_traceparent_is_ignored(value):
+    assert extract(traceparent=value) is None
+
+
+def test_a_later_traceparent_version_may_carry_more_fields():
+    ctx = extract(traceparent=f"01-{TRACE:032x}-{SPAN:016x}-01-more")
+    assert ctx is not None and ctx.trace_id == TRACE and ctx.sampled is True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{TRACE:032x}-{SPAN:016x}-x",  # sampling field must be 0, 1 or d
+        f"{TRACE:032x}-{SPAN:016x}-1-nothex0000000000",
+        f"{TRACE:032x}-{SPAN:016x}-1-{SPAN:016x}-more",
+        f"+{TRACE:031x}-{SPAN:016x}",
+    ],
+)
+def test_invalid_b3_single_is_ignored(value):
+    assert extract(b3=value) is None
+
+
+def test_l5d_ctx_trace_root_span_has_no_parent():
+    """Finagle gives a root span itself as parent; it is not its own parent."""
+    raw = base64.b64encode(struct.pack(">QQQQ", SPAN, SPAN, TRACE & (2**64 - 1), 6))
+    ctx = extract(l5d_ctx_trace=raw.decode())
+    assert ctx is not None and ctx.span_id == SPAN and ctx.parent_id is None
+    zero = base64.b64encode(struct.pack(">QQQQ", SPAN, 0, 0, 6))
+    assert extract(l5d_ctx_trace=zero.decode()) is None
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])

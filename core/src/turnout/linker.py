@@ -96,6 +96,8 @@ class Linker:
         self.tracing: Tracing | None = None
         self.admin: Any = None
         self._group: anyio.abc.TaskGroup | None = None
+        #: each running telemeter's run(): its cancel scope and an event set when it ended
+        self._telemeter_runs: dict[int, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._shutdown: asyncio.Event | None = None
         self._grace_override: float | None = None
         self.ready = False
@@ -163,7 +165,7 @@ class Linker:
         self.spawn(self._tick())
         self.spawn(ProcessStats(self.metrics).run())
         for telemeter in self.telemeters:
-            self.spawn(telemeter.run())
+            self.spawn(self._run_telemeter(telemeter))
         if self.config.admin.port or self.config.admin.port == 0:
             from .admin import AdminServer
 
@@ -238,6 +240,14 @@ class Linker:
             await router.close()
         await _await_all(self.plugins.hook.turnout_shutdown(linker=self))
         for telemeter in self.telemeters:
+            # its background work ends first, so that close() is the last word: a run()
+            # still going could reopen the socket or session that close() released
+            running = self._telemeter_runs.pop(id(telemeter), None)
+            if running is not None:
+                scope, done = running
+                scope.cancel()
+                with anyio.move_on_after(2):
+                    await done.wait()
             try:
                 await telemeter.close()
             except Exception:
@@ -251,6 +261,15 @@ class Linker:
             self.admin = None
         if self._group is not None:
             self._group.cancel_scope.cancel()  # background tasks end with the linker
+
+    async def _run_telemeter(self, telemeter: Telemeter) -> None:
+        done = anyio.Event()
+        with anyio.CancelScope() as scope:
+            self._telemeter_runs[id(telemeter)] = (scope, done)
+            try:
+                await telemeter.run()
+            finally:
+                done.set()
 
     async def _tick(self) -> None:
         """Start a new histogram window every minute (Linkerd's snapshot interval)."""

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import os
 import resource
+import sys
 import threading
 import time
 
@@ -30,7 +31,9 @@ def rss_bytes() -> int:
         with open("/proc/self/statm", "rb") as f:
             return int(f.read().split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # the peak, not the current size, where /proc is missing; kilobytes except on macOS
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 def open_fds() -> int:

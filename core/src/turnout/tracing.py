@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -128,6 +129,8 @@ class Tracing:
 
     def __init__(self, tracers: Sequence[Tracer]) -> None:
         self.tracers = list(tracers)
+        #: whether any tracer sends spans out of the process (its "no" is then propagated)
+        self.exporting = any(t.exports for t in self.tracers)
 
     # -- extraction ------------------------------------------------------------------------
     @staticmethod
@@ -155,7 +158,12 @@ class Tracing:
 
     # -- the server side -------------------------------------------------------------------
     def server(self, incoming: TraceContext | None) -> ServerTrace | None:
-        """Start tracing a request, or None when no tracer wants it."""
+        """Start tracing a request; None when the caller decided "not sampled" (its headers
+        then travel on untouched) or when nothing here traces or exports.
+
+        A request that no tracer samples still gets a trace (with no tracers) when a tracer
+        exports: its "not sampled" decision and trace id go upstream, as Finagle does, so the
+        next proxy does not start a trace of its own in the middle of this one."""
         if incoming is None or incoming.span_id == 0:
             ctx = TraceContext(
                 incoming.trace_id if incoming is not None else _new_trace_id(),
@@ -175,12 +183,16 @@ class Tracing:
             tracers = self.tracers
         else:
             tracers = [t for t in self.tracers if t.wants(ctx.trace_id, ctx.sample_rate)]
-        if not tracers:
-            return None
         if ctx.sampled is not None or ctx.debug:
             propagate: bool | None = bool(ctx.sampled or ctx.debug)
+        elif any(t.exports for t in tracers):
+            propagate = True
+        elif self.exporting:
+            propagate = False  # the exporting tracers said no: the whole trace is not recorded
         else:
-            propagate = True if any(t.exports for t in tracers) else None
+            propagate = None  # only local tracers here: leave the decision to the next hop
+        if not tracers and propagate is None:
+            return None
         return ServerTrace(ctx, tracers, _now_us(), propagate, shared)
 
     def client_headers(self, trace: ServerTrace) -> bytes:
@@ -201,8 +213,11 @@ class Tracing:
             lines.append(b"x-b3-flags: 1")
         elif sampled is not None:
             lines.append(b"x-b3-sampled: 1" if sampled else b"x-b3-sampled: 0")
-        flags = "01" if sampled or ctx.debug else "00"
-        lines.append(f"traceparent: 00-{ctx.trace_id:032x}-{span:016x}-{flags}".encode())
+        if sampled is not None or ctx.debug:
+            # W3C has no "not decided": flags 00 means "not sampled", which would make an
+            # OpenTelemetry service drop a trace nobody decided about; so only a decision goes
+            flags = "01" if sampled or ctx.debug else "00"
+            lines.append(f"traceparent: 00-{ctx.trace_id:032x}-{span:016x}-{flags}".encode())
         return b"".join(line + b"\r\n" for line in lines)
 
     def record(self, trace: ServerTrace, span: Span) -> None:
@@ -245,30 +260,38 @@ def _from_l5d(value: bytes | None) -> TraceContext | None:
     span, parent, low, flags = struct.unpack(">QQQQ", raw[:32])
     high = struct.unpack(">Q", raw[32:])[0] if len(raw) == 40 else 0
     sampled = bool(flags & FLAG_SAMPLED) if flags & FLAG_SAMPLING_KNOWN else None
-    return TraceContext((high << 64) | low, span, parent or None, sampled, bool(flags & FLAG_DEBUG))
+    trace_id = (high << 64) | low
+    if not trace_id or not span:
+        return None
+    # Finagle gives a root span itself as its parent
+    parent_id = parent if parent and parent != span else None
+    return TraceContext(trace_id, span, parent_id, sampled, bool(flags & FLAG_DEBUG))
+
+
+_LOWER_HEX = re.compile(rb"[0-9a-f]+")
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
 
 def _hex(value: bytes | None, digits: tuple[int, ...]) -> int | None:
-    if value is None or len(value) not in digits:
+    """A non-zero id of lower-case hex digits of one of the lengths ``digits``, or None
+    (``int(x, 16)`` alone would take ``0x``, ``+``, ``_`` and upper case)."""
+    if value is None or len(value) not in digits or not _LOWER_HEX.fullmatch(value):
         return None
-    try:
-        number = int(value, 16)
-    except ValueError:
-        return None
-    return number or None
+    return int(value, 16) or None
 
 
 def _from_traceparent(value: bytes | None) -> TraceContext | None:
+    """W3C Trace Context: ``version-traceid-parentid-flags``; version ``ff`` is invalid,
+    version ``00`` has exactly these four fields, later versions may append ``-more``."""
     if not value:
         return None
-    parts = value.split(b"-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == b"ff":
+    m = _TRACEPARENT.fullmatch(value)
+    if m is None or m.group(1) == b"ff" or (m.group(1) == b"00" and m.group(5)):
         return None
-    trace_id, span_id = _hex(parts[1], (32,)), _hex(parts[2], (16,))
-    flags = _hex(parts[3][:2], (2,)) or 0
-    if trace_id is None or span_id is None:
+    trace_id, span_id = int(m.group(2), 16), int(m.group(3), 16)
+    if not trace_id or not span_id:
         return None
-    return TraceContext(trace_id, span_id, None, bool(flags & 1))
+    return TraceContext(trace_id, span_id, None, bool(int(m.group(4), 16) & 1))
 
 
 def _sampled(value: bytes | None) -> tuple[bool | None, bool]:
@@ -293,11 +316,17 @@ def _from_b3_single(value: bytes | None) -> TraceContext | None:
         if sampled is None:
             return None
         return TraceContext(_new_trace_id(), 0, None, sampled, debug)
+    if len(parts) > 4:
+        return None
     trace_id, span_id = _hex(parts[0], (16, 32)), _hex(parts[1], (16,))
     if trace_id is None or span_id is None:
         return None
     sampled, debug = _sampled(parts[2]) if len(parts) > 2 else (None, False)
+    if len(parts) > 2 and sampled is None:  # only 0, 1 and d are allowed there
+        return None
     parent = _hex(parts[3], (16,)) if len(parts) > 3 else None
+    if len(parts) > 3 and parent is None:
+        return None
     return TraceContext(trace_id, span_id, parent, sampled, debug)
 
 

@@ -166,7 +166,7 @@ def test_static_index_skips_hidden_and_unknown_files(tmp_path):
 
 
 def test_navigation_lists_plugin_pages_escaped_and_hides_blocked_endpoints():
-    admin = fake_admin(diagnostics_enabled=False, path_blacklist=["^/bound-names"])
+    admin = fake_admin(diagnostics_enabled=False, path_blacklist=["/bound-names\\.json"])
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text="ok")

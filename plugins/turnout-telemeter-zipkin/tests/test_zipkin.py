@@ -142,5 +142,9 @@ def test_sample_rate_zero_records_only_what_callers_sampled(
     collector.wait_spans(2)
     time.sleep(0.3)  # a few more flushes: nothing else arrives
     assert {s["traceId"] for s in collector.spans} == {TRACE} and len(collector.spans) == 2
-    assert backend.requests[0].header("x-b3-traceid") is None  # unsampled: untouched
+    # not sampled here: the decision goes on with the trace id (as Finagle's does), so the
+    # next proxy does not start recording in the middle of this request
+    first = backend.requests[0]
+    assert first.header("x-b3-sampled") == "0" and first.header("traceparent").endswith("-00")
+    assert first.header("traceparent").split("-")[1] == first.header("x-b3-traceid").zfill(32)
     assert backend.requests[-1].header("x-b3-traceid") == TRACE

@@ -7,9 +7,11 @@ same event loop as the routers; handlers only read state the data path already k
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +69,8 @@ class AdminServer:
         sec = self.config.security
         self._allow = [re.compile(p) for p in sec.path_whitelist]
         self._deny = [re.compile(p) for p in sec.path_blacklist]
+        #: host names a browser may use for a state-changing request (see cross_site)
+        self._own_names = {"localhost", socket.gethostname().lower(), self.config.ip.lower()}
 
     def _builtin_routes(self) -> list[AdminRoute]:
         r = AdminRoute
@@ -116,9 +120,33 @@ class AdminServer:
         enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
             cat, sec.diagnostics_enabled
         )
-        return (enabled and not any(p.search(path) for p in self._deny)) or (
-            not enabled and any(p.search(path) for p in self._allow)
+        # Linkerd's SecurityFilter: a pattern must match the whole path
+        return (enabled and not any(p.fullmatch(path) for p in self._deny)) or (
+            not enabled and any(p.fullmatch(path) for p in self._allow)
         )
+
+    def cross_site(self, request: web.Request) -> str | None:
+        """Why a state-changing request must be refused as coming from another site (a
+        page that posts to the admin, or a DNS-rebinding one), or None.
+
+        Browsers say where a request comes from (``Sec-Fetch-Site``, ``Origin``); clients that
+        are not browsers (curl, scripts) send neither and are not affected. A browser request
+        must come from the admin's own origin, reached by an address that DNS cannot rebind:
+        an IP literal, ``localhost``, this machine's name, or the configured ``admin.ip``.
+        """
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            return f"a {site} request"
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        host = request.host.lower()
+        if origin.lower() != f"http://{host}":
+            return f"origin {origin} is not this admin server (http://{host})"
+        name = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+        if name not in self._own_names and not _ip_literal(name):
+            return f"the admin was reached as {name!r}, a name that is not this machine's"
+        return None
 
     @web.middleware
     async def _security(
@@ -130,6 +158,11 @@ class AdminServer:
         canonical = resource.canonical if resource is not None else request.path
         if not self.allowed(request.path, self._categories.get(canonical)):
             raise web.HTTPNotFound()
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            refused = self.cross_site(request)
+            if refused is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, refused)
+                return web.Response(status=403, text=f"cross-site request refused: {refused}\n")
         return await handler(request)
 
     # -- handlers --------------------------------------------------------------------------
@@ -185,9 +218,7 @@ class AdminServer:
         return _json({"error": f"no namer at {prefix}"}, status=404)
 
     async def shutdown(self, request: web.Request) -> web.Response:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
-            return web.Response(text="cross-origin shutdown refused\n", status=403)
+        # cross-site requests were refused by the security middleware
         grace: float | None = None
         if "grace" in request.query:
             try:
@@ -215,6 +246,7 @@ class AdminServer:
             name, level = params.get("logger"), str(params.get("level", "")).upper()
             if not name or not level:
                 return web.Response(status=400, text="logger and level are required\n")
+            level = _LEVEL_ALIASES.get(level, level)
             if level not in _LEVELS:
                 known = ", ".join(_LEVELS)
                 return web.Response(status=400, text=f"unknown level {level!r} (known: {known})\n")
@@ -265,6 +297,8 @@ class AdminServer:
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+#: the names Linkerd's (twitter-util's) /logging page uses for Python's levels
+_LEVEL_ALIASES = {"FATAL": "CRITICAL", "WARN": "WARNING", "TRACE": "DEBUG", "ALL": "DEBUG"}
 
 
 def _loggers() -> list[dict[str, str]]:
@@ -276,6 +310,14 @@ def _loggers() -> list[dict[str, str]]:
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             out.append({"logger": name, "level": logging.getLevelName(logger.level)})
     return out
+
+
+def _ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _duration(text: str) -> float:

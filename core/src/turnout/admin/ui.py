@@ -198,8 +198,8 @@ class UI:
             declared.get(path) or category(path), sec.diagnostics_enabled
         )
         if enabled:
-            return not any(re.search(p, path) for p in sec.path_blacklist)
-        return any(re.search(p, path) for p in sec.path_whitelist)
+            return not any(re.fullmatch(p, path) for p in sec.path_blacklist)
+        return any(re.fullmatch(p, path) for p in sec.path_whitelist)
 
 
 def ui_routes(admin: AdminServer) -> list[AdminRoute]:

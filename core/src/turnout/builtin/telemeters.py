@@ -76,7 +76,8 @@ class RecentRequests(Telemeter, Tracer):
 
     def admin_routes(self) -> list[AdminRoute]:
         return [
-            AdminRoute("GET", "/requests", self.page, "ui", nav="requests"),
+            # diagnostics, like /requests.json: it shows clients' addresses and paths
+            AdminRoute("GET", "/requests", self.page, "diagnostics", nav="requests"),
             AdminRoute("GET", "/requests.json", self.json, "diagnostics"),
         ]
 

@@ -3,6 +3,7 @@ heavy: prometheus-client is loaded only when a configuration uses the telemeter)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
@@ -61,6 +62,8 @@ class PrometheusConfig(TelemeterConfig):
             yield "buckets", "needs at least one bound"
         elif any(b <= 0 for b in self.buckets) or sorted(set(self.buckets)) != self.buckets:
             yield "buckets", "must be positive and strictly increasing"
+        elif not all(math.isfinite(b) for b in self.buckets):
+            yield "buckets", "must be finite (the +Inf bucket is always added)"
 
     def new_telemeter(self, ctx: BuildContext) -> PrometheusTelemeter:
         from .telemeter import PrometheusTelemeter  # prometheus-client only when used

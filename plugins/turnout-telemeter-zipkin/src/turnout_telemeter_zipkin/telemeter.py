@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -51,8 +52,15 @@ class ZipkinConfig(TelemeterConfig):
         1000, min=10, max=60_000, doc="How often queued spans are sent (turnout extension)."
     )
     max_queued_spans: int = option(
-        10_000, min=1, doc="Spans kept while the collector is slow or down (turnout extension)."
+        10_000,
+        min=1,
+        max=1_000_000,
+        doc="Spans kept while the collector is slow or down (turnout extension).",
     )
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if not self.path.startswith("/"):
+            yield "path", "must start with / (such as /api/v2/spans)"
 
     def new_telemeter(self, ctx: BuildContext) -> ZipkinTelemeter:
         return ZipkinTelemeter(self, ctx.metrics)
