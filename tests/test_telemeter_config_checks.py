@@ -4,8 +4,8 @@ fix, by the same loader ``turnout check`` uses (all first-party telemeters insta
 from __future__ import annotations
 
 import pytest
-from turnout.errors import ConfigError
 from turnout.config.loader import load_text
+from turnout.errors import ConfigError
 from turnout.plugin_manager import load_plugins
 
 ROUTER = "routers:\n- protocol: http\n  servers: [{port: 4140}]\n"

@@ -1,5 +1,6 @@
 """The io.l5d.consul configuration: registration, Linkerd's keys and defaults, errors,
-warnings for what is not implemented, redaction of the token."""
+warnings for what is not implemented, redaction of the token. (The ``tls`` block's checks
+are in test_consul_tls.py.)"""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def test_the_token_is_redacted(registry):
     assert config.to_dict(redact=False)["token"] == "s3cret"
 
 
-def test_tls_and_streaming_are_accepted_with_a_warning(registry):
+def test_streaming_is_accepted_with_a_warning_and_tls_without(registry):
     config, problems, warnings = read_namer(
         registry,
         """
@@ -109,10 +110,14 @@ def test_tls_and_streaming_are_accepted_with_a_warning(registry):
         """,
     )
     assert problems == [] and config is not None
-    messages = sorted(w.message for w in warnings)
-    assert len(messages) == 2
-    assert "fixedLengthStreamedAfterKB is not implemented" in messages[0]
-    assert "tls is not implemented" in messages[1]
+    assert [w.message for w in warnings] == [
+        "fixedLengthStreamedAfterKB is not implemented by turnout's io.l5d.consul namer and is "
+        "ignored (responses are read whole)"
+    ]
+    assert config.tls.common_name == "consul.example" and not config.tls.disable_validation
+    namer = config.new_namer(None)  # the system CAs, the name consul.example
+    assert namer.ssl_context is not None and namer.server_hostname == "consul.example"
+    assert namer.state()["tls"] == {"verify": True, "name": "consul.example"}
 
 
 @pytest.mark.parametrize(

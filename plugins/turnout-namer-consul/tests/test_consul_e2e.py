@@ -1,6 +1,6 @@
 """End to end: a real turnout process routes HTTP requests to recording backends found in the
-Consul API double, follows registration changes, survives an outage, and fails fast then
-recovers when Consul is down at start-up."""
+Consul API double, follows registration changes, survives an outage, fails fast then
+recovers when Consul is down at start-up, and talks to an agent that requires mutual TLS."""
 
 from __future__ import annotations
 
@@ -120,3 +120,29 @@ def test_consul_down_at_start_fails_fast_then_recovers(recording_backend, turnou
         assert wait_until(lambda: served_by(proc) == "a", timeout=30, interval=0.1)
     finally:
         double.close()
+
+
+def test_traffic_routed_from_a_consul_agent_over_mutual_tls(
+    consul_double, recording_backend, turnout_process, pki
+):
+    double = consul_double(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca)
+    a = recording_backend(name="a")
+    b = recording_backend(name="b")
+    double.register("web", a.port, service_id="web-a", address="127.0.0.1")
+    tls = {
+        "commonName": "consul.test",
+        "trustCertsBundle": str(pki.ca),
+        "clientAuth": {"certPath": str(pki.client_cert), "keyPath": str(pki.client_key)},
+    }
+    proc = turnout_process(turnout_config(double.port, tls=tls))
+
+    response = get(proc)
+    assert response.status == 200 and response.text == "a /hello\n"
+    double.register("web", b.port, service_id="web-b", address="127.0.0.1")
+    double.deregister("web-a")
+    assert wait_until(lambda: served_by(proc) == "b", timeout=20)
+    state = admin_json(proc, "/namer_state/io.l5d.consul.json")
+    assert state["tls"] == {"verify": True, "name": "consul.test"}
+    calls = double.requests("/v1/catalog/service/web")
+    assert calls and {c["client_cert"] for c in calls} == {"turnout-client"}
+    assert "warning" not in proc.log().lower()

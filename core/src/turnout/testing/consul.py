@@ -30,6 +30,10 @@ What it reproduces:
 - Optional ACL enforcement (``acl_token=``): a ``/v1`` request without the token
   (``X-Consul-Token``, ``Authorization: Bearer`` or ``?token=``) → 403 ``Permission denied``,
   with a wrong one → 403 ``ACL not found``.
+- Optional HTTPS, as an agent with ``tls { defaults { cert_file, key_file } }`` serves its
+  HTTPS port (``tls_cert=``, ``tls_key=``), and with ``verify_incoming`` (``tls_client_ca=``):
+  the TLS handshake fails unless the client presents a certificate issued by that CA. The
+  subject common name of a verified client certificate is recorded with each request.
 
 Test controls (not Consul API): flip check status, inject 5xx answers, delays, connections
 closed without an answer, drop the connections of blocked queries or all connections, make
@@ -56,6 +60,7 @@ import os
 import random
 import re
 import signal as signals
+import ssl
 import subprocess
 import sys
 import threading
@@ -82,6 +87,7 @@ __all__ = [
     "ConsulState",
     "RecordedCall",
     "parse_wait",
+    "server_ssl_context",
 ]
 
 #: Consul's default and maximum blocking wait, in seconds
@@ -580,6 +586,8 @@ class RecordedCall:
     at: float = field(default_factory=time.monotonic)
     #: the HTTP status answered (None: connection closed without an answer, or still open)
     status: int | None = None
+    #: the subject common name of the client certificate (HTTPS with ``tls_client_ca``)
+    client_cert: str | None = None
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -593,6 +601,7 @@ class RecordedCall:
             "token": self.token,
             "at": self.at,
             "status": self.status,
+            "client_cert": self.client_cert,
         }
 
 
@@ -607,6 +616,11 @@ class ConsulServer:
     :param acl_token: when set, every ``/v1`` request must carry it (403 otherwise).
     :param jitter: add up to wait/16 to blocking waits, as Consul does.
     :param data_dir: persist the state there after every write (and load it at start).
+    :param tls_cert: serve HTTPS with this PEM certificate chain (and ``tls_key``), as an
+        agent's HTTPS port does.
+    :param tls_key: the PEM private key of ``tls_cert`` (default: in ``tls_cert``).
+    :param tls_client_ca: with ``tls_cert``: require a client certificate issued by this PEM
+        CA (Consul's ``verify_incoming``); the handshake fails without one.
     """
 
     def __init__(
@@ -622,10 +636,14 @@ class ConsulServer:
         jitter: bool = True,
         data_dir: str | os.PathLike[str] | None = None,
         state: ConsulState | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_client_ca: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.acl_token = acl_token
+        self.ssl_context = server_ssl_context(tls_cert, tls_key, tls_client_ca)
         self.jitter = jitter
         self.data_dir = Path(data_dir) if data_dir is not None else None
         if state is None and self.data_dir is not None and (self.data_dir / "state.json").exists():
@@ -649,8 +667,12 @@ class ConsulServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -665,7 +687,9 @@ class ConsulServer:
             self.app, handle_signals=False, handler_cancellation=True, access_log=None
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
         try:
             await site.start()
         except OSError:
@@ -898,6 +922,7 @@ class ConsulServer:
             request.path,
             {k: request.query.getall(k) for k in request.query},
             _token_of(request),
+            client_cert=_client_cert_of(request),
         )
         self.calls.append(call)
         if len(self.calls) > 20_000:
@@ -1330,6 +1355,38 @@ CONTROLS = frozenset(
 )
 
 
+def server_ssl_context(
+    cert: str | os.PathLike[str] | None,
+    key: str | os.PathLike[str] | None = None,
+    client_ca: str | os.PathLike[str] | None = None,
+) -> ssl.SSLContext | None:
+    """The double's HTTPS context (None without ``cert``): serve ``cert``/``key``; with
+    ``client_ca``, require a client certificate issued by it."""
+    if cert is None:
+        if key is not None or client_ca is not None:
+            raise ValueError("tls_key and tls_client_ca need tls_cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _client_cert_of(request: web.Request) -> str | None:
+    """The subject common name of the verified client certificate, if any."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    if not peer:
+        return None
+    for rdn in peer.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
 def _token_of(request: web.Request) -> str | None:
     token = request.headers.get("X-Consul-Token")
     if token:
@@ -1351,13 +1408,14 @@ class _Controls:
 
     host: str
     port: int
+    scheme: str = "http"
 
     def _control(self, op: str, **args: Any) -> Any:
         raise NotImplementedError
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def register(self, name: str, port: int, **kw: Any) -> str:
         """See :meth:`ConsulServer.register`."""
@@ -1436,11 +1494,13 @@ class _Controls:
 class ConsulDouble(_Controls):
     """A :class:`ConsulServer` in a background thread (its own event loop), with a
     synchronous API: ``start()``, ``stop()`` (refusing, state kept), ``start()`` again,
-    ``close()``, and the controls. Use as a context manager."""
+    ``close()``, and the controls. Use as a context manager. Keyword arguments go to
+    :class:`ConsulServer` (``tls_cert=`` etc. for HTTPS; :attr:`url` is then ``https://``)."""
 
     def __init__(self, *, port: int | None = None, host: str = LOCALHOST, **kw: Any) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.scheme = "https" if kw.get("tls_cert") is not None else "http"
         self._kw = kw
         self.server: ConsulServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -8,20 +8,25 @@ Why not ``consul.aio.Consul`` as it comes (python-consul2 0.1.5):
   ``ResourceWarning: Unclosed connector``, even when nothing leaked;
 - aiohttp's default total timeout (300 s) would cut a Consul blocking query (default wait
   5 min plus jitter) and cannot be set through the library;
-- ``CONSUL_HTTP_ADDR`` and ``CONSUL_HTTP_TOKEN`` from the environment silently override the
-  host, port and token given in the configuration;
+- ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_SSL`` and
+  ``CONSUL_HTTP_SSL_VERIFY`` from the environment silently override the host, port, token,
+  scheme and certificate verification given in the configuration;
+- its TLS settings are aiohttp's ``verify_ssl`` flag only: no CA file, client certificate or
+  name to verify other than the host connected to;
 - ``Health.service`` has no consistency-mode parameter.
 
 :class:`ConsulClient` keeps the library's API classes, parameter building and response
 callbacks (``catalog.service``, ``agent.self``, ``CB.json``) and gives them one aiohttp
 session per namer (keep-alive, closed by :meth:`ConsulClient.close`), a read timeout
-derived from the blocking wait, the configured address and token, and a health query that
-sends the consistency mode.
+derived from the blocking wait, the configured address and token, HTTPS with the namer's
+:class:`ssl.SSLContext` (built once from the ``tls`` block) and the name to verify
+(``commonName``), and a health query that sends the consistency mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import warnings
 from typing import Any
@@ -37,14 +42,23 @@ class _SessionHTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]
     """python-consul2's aio HTTP client over one long-lived aiohttp session."""
 
     def __init__(
-        self, host: str, port: int, *, timeout: aiohttp.ClientTimeout, verify: bool = True
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: aiohttp.ClientTimeout,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
-        consul.base.HTTPClient.__init__(self, host, port, "http", verify=verify)
+        scheme = "https" if ssl_context is not None else "http"
+        consul.base.HTTPClient.__init__(self, host, port, scheme)
         self._loop = asyncio.get_running_loop()
+        self._server_hostname = server_hostname if ssl_context is not None else None
         # limit=0: one connection per blocking query, however many services are watched
-        self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
+        connector = aiohttp.TCPConnector(
+            limit=0, ssl=ssl_context if ssl_context is not None else True
         )
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
 
     async def _request(
         self,
@@ -54,10 +68,17 @@ class _SessionHTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]
         data: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        async with self._session.request(method, uri, data=data, headers=headers) as resp:
-            content = await resp.read()
-            body = content.decode("utf-8", errors="replace")
-            status, resp_headers = resp.status, resp.headers
+        try:
+            async with self._session.request(
+                method, uri, data=data, headers=headers, server_hostname=self._server_hostname
+            ) as resp:
+                content = await resp.read()
+                body = content.decode("utf-8", errors="replace")
+                status, resp_headers = resp.status, resp.headers
+        except Exception:
+            if self._session.closed:  # closed under the request: the namer is closing
+                raise asyncio.CancelledError from None
+            raise
         if status == 599:
             raise consul.base.Timeout
         return callback(consul.base.Response(status, resp_headers, body, content))
@@ -83,9 +104,12 @@ class _Consul(consul.aio.Consul):  # type: ignore[misc]
         token: str | None,
         consistency: str,
         timeout: aiohttp.ClientTimeout,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str | None,
     ) -> None:
         self._address = (host, port)
         self._timeout = timeout
+        self._tls = (ssl_context, server_hostname)
         with warnings.catch_warnings():
             # building it warns about API families we never call (legacy ACL, discovery chain)
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"consul\.")
@@ -101,8 +125,16 @@ class _Consul(consul.aio.Consul):  # type: ignore[misc]
     def http_connect(
         self, host: Any, port: Any, scheme: Any, verify: bool = True, cert: Any = None, **kw: Any
     ) -> Any:
-        host, port = self._address  # not CONSUL_HTTP_ADDR: the configuration says where
-        return _SessionHTTPClient(host, port, timeout=self._timeout, verify=verify)
+        # not CONSUL_HTTP_ADDR / CONSUL_HTTP_SSL*: the configuration says where and how
+        host, port = self._address
+        ssl_context, server_hostname = self._tls
+        return _SessionHTTPClient(
+            host,
+            port,
+            timeout=self._timeout,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+        )
 
 
 def consistency_params(mode: str) -> list[tuple[str, str]]:
@@ -114,6 +146,9 @@ class ConsulClient:
     """What the namer asks Consul; construct it inside a running event loop.
 
     :param wait: the blocking ``wait`` sent with every indexed query, in seconds.
+    :param ssl_context: talk HTTPS with this context (plain HTTP when None).
+    :param server_hostname: the name the agent's certificate must be valid for (and SNI);
+        None: the host connected to.
     """
 
     def __init__(
@@ -124,16 +159,28 @@ class ConsulClient:
         token: str | None = None,
         consistency: str = "default",
         wait: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.consistency = consistency
         self.wait = wait
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
         # Consul answers a blocking query within wait + wait/16; a connection that says
         # nothing for longer than that (plus slack) is dead
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=wait * 17 / 16 + 10)
-        self.api = _Consul(host, port, token=token, consistency=consistency, timeout=timeout)
+        self.api = _Consul(
+            host,
+            port,
+            token=token,
+            consistency=consistency,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+        )
         self.requests = 0
 
     @property
@@ -189,6 +236,8 @@ class ConsulClient:
         return result
 
     async def close(self) -> None:
+        """Close the session, aborting its connections (a query in progress then raises
+        CancelledError, not an error: see :meth:`ConsulNamer.close`). Idempotent."""
         await self.api.http.close()
 
 

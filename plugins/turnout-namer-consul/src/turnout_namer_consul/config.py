@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from turnout.config import ConfigObject, NamerConfig, option
+from turnout.errors import TurnoutError
 from turnout.naming import Path
+
+from .tls import TLS_VERSIONS, TlsSetupError, file_problem, files_of, ssl_context_of
 
 if TYPE_CHECKING:
     from turnout.linker import BuildContext
@@ -24,6 +27,68 @@ class TagWeight(ConfigObject):
         min=0,
         doc="Weight of instances with this tag (the heaviest of their tags wins; 1 otherwise).",
     )
+
+
+class ClientAuthConfig(ConfigObject):
+    """The client certificate presented to an agent that verifies incoming connections
+    (Consul's ``verify_incoming``)."""
+
+    cert_path: str = option(doc="PEM file of the client certificate.")
+    key_path: str = option(
+        doc="PEM file of its private key (PKCS#8 in Linkerd; PKCS#1 and SEC1 work too)."
+    )
+    intermediate_certs_path: str | None = option(
+        None, doc="PEM file of intermediate certificates sent after the client certificate."
+    )
+
+
+class ConsulTlsConfig(ConfigObject):
+    """HTTPS to the Consul agent (Linkerd 1's client TLS keys). Without ``trustCerts`` and
+    ``trustCertsBundle`` the system CAs are trusted; with them, only those CAs."""
+
+    enabled: bool = option(True, doc="false: plain HTTP, as if there were no tls block.")
+    disable_validation: bool = option(
+        False, doc="Accept any server certificate, without checking its issuer or name (unsafe)."
+    )
+    common_name: str | None = option(
+        None,
+        doc="The name the agent's certificate must be valid for (also sent as SNI); default: host.",
+    )
+    trust_certs: list[str] | None = option(
+        None, doc="PEM files of the CAs to trust (Linkerd deprecated it for trustCertsBundle)."
+    )
+    trust_certs_bundle: str | None = option(None, doc="PEM file of the CAs to trust.")
+    client_auth: ClientAuthConfig | None = option(
+        None, doc="Client certificate and key: {certPath, keyPath}."
+    )
+    protocols: list[str] | None = option(
+        None, doc=f"TLS versions to allow ({', '.join(TLS_VERSIONS)}); default: both."
+    )
+
+    def check(self) -> Iterable[tuple[str | tuple[str | int, ...], str]]:
+        if not self.enabled:
+            return
+        for i, p in enumerate(self.protocols or ()):
+            if p not in TLS_VERSIONS:
+                yield ("protocols", i), f"unknown TLS protocol '{p}': use {', '.join(TLS_VERSIONS)}"
+        if self.protocols == []:
+            yield "protocols", f"give at least one of {', '.join(TLS_VERSIONS)}, or leave it out"
+        if self.common_name == "":
+            yield "commonName", "must not be empty; leave it out to check the name 'host'"
+        unreadable = False
+        for loc, path, what in files_of(self):  # every missing file at once
+            problem = file_problem(path, what)
+            if problem is not None:
+                unreadable = True
+                yield loc, problem
+        if unreadable:
+            return
+        try:  # the contents: PEM, a key that matches the certificate, not encrypted
+            ssl_context_of(self)
+        except TlsSetupError as e:
+            yield e.loc, e.message
+        except KeyError:
+            pass  # an unknown protocol, reported above
 
 
 class ConsulNamerConfig(NamerConfig):
@@ -80,11 +145,10 @@ class ConsulNamerConfig(NamerConfig):
         unsupported="fixedLengthStreamedAfterKB is not implemented by turnout's io.l5d.consul "
         "namer and is ignored (responses are read whole)",
     )
-    tls: dict[str, Any] | None = option(
+    tls: ConsulTlsConfig | None = option(
         None,
-        doc="TLS to the Consul agent: not implemented.",
-        unsupported="tls is not implemented by turnout's io.l5d.consul namer: it talks plain "
-        "HTTP to the agent (run a local agent, or a TLS-terminating proxy on localhost)",
+        doc="Talk HTTPS to the agent: disableValidation, commonName, trustCerts, "
+        "trustCertsBundle, clientAuth {certPath, keyPath}, protocols.",
     )
     blocking_wait_ms: int = option(
         60_000,
@@ -103,6 +167,13 @@ class ConsulNamerConfig(NamerConfig):
     def new_namer(self, ctx: BuildContext | None) -> ConsulNamer:
         from .namer import ConsulNamer
 
+        tls = self.tls if self.tls is not None and self.tls.enabled else None
+        ssl_context = None
+        if tls is not None:
+            try:  # once, for every connection of the namer
+                ssl_context = ssl_context_of(tls)
+            except TlsSetupError as e:
+                raise TurnoutError(f"{self.kind} namer: {e.where()}: {e.message}") from None
         return ConsulNamer(
             Path.of("#") + self.effective_prefix,
             host=self.host,
@@ -117,5 +188,7 @@ class ConsulNamerConfig(NamerConfig):
             weights={w.tag: w.weight for w in self.weights},
             transfer_metadata=self.transfer_metadata,
             wait=self.blocking_wait_ms / 1000,
+            ssl_context=ssl_context,
+            server_hostname=tls.common_name if tls is not None else None,
             metrics=ctx.metrics if ctx is not None else None,
         )

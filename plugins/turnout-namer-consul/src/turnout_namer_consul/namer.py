@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -236,6 +237,10 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
         ``burst`` (Consul's recommended rate limit of the loop).
     :param missing_dc_retry: seconds between asking again for a datacenter Consul says it
         has no path to.
+    :param ssl_context: talk HTTPS to the agent with this context (the ``tls`` block, built
+        once by the configuration); plain HTTP when None.
+    :param server_hostname: with ``ssl_context``: the name the agent's certificate must be
+        valid for (``commonName``); None: ``host``.
     """
 
     kind = "io.l5d.consul"
@@ -259,6 +264,8 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
         rate: float = 5.0,
         burst: int = 2,
         missing_dc_retry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         metrics: MetricsTree | None = None,
         backoff: Callable[[], Iterator[float]] | None = None,
     ) -> None:
@@ -278,6 +285,8 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
         self.rate = rate
         self.burst = burst
         self.missing_dc_retry = missing_dc_retry
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
         self.client: ConsulClient | None = None
         #: the agent's datacenter and DNS domain (from /v1/agent/self, asked once)
         self.local_dc: str | None = None
@@ -340,6 +349,16 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
                 )
             index = self.indexes[key] = new
 
+    async def close(self) -> None:
+        # The client first: its connections, blocking queries in progress included, are
+        # aborted and the watches end quietly (CancelledError). Cancelled first, a query
+        # over TLS would close its connection gracefully (a close_notify exchange with the
+        # agent) and that could outlive close(): an unclosed socket if the loop ends next.
+        client = self.client
+        if client is not None:
+            await client.close()
+        await super().close()
+
     async def shutdown(self) -> None:
         client, self.client = self.client, None
         if client is not None:
@@ -354,6 +373,8 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
                 token=self.token,
                 consistency=self.consistency,
                 wait=self.wait,
+                ssl_context=self.ssl_context,
+                server_hostname=self.server_hostname,
             )
         return self.client
 
@@ -400,11 +421,22 @@ class ConsulNamer(DiscoveryNamer[SvcKey]):
             self._requests.incr()
 
     # -- observability -----------------------------------------------------------------------
+    def _tls_state(self) -> dict[str, Any] | None:
+        context = self.ssl_context
+        if context is None:
+            return None
+        verify = context.verify_mode != ssl.CERT_NONE
+        return {
+            "verify": verify,
+            "name": (self.server_hostname or self.host) if verify else None,
+        }
+
     def state(self) -> dict[str, Any]:
         out = super().state()
         out.update(
             {
                 "consul": f"{self.host}:{self.port}",
+                "tls": self._tls_state(),
                 "api": "health" if self.use_health_check else "catalog",
                 "localDc": self.local_dc,
                 "domain": self.domain,
