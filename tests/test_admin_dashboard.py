@@ -4,6 +4,9 @@ against a real turnout process routing live traffic to recording backends.
 Checks the dashboard (live request counts, client endpoints, no console errors), the dtab
 playground (a delegation tree with the bound addresses, and a clear error for a bad dtab)
 and the logging page (a level changed in the page is what ``/logging.json`` reports).
+A second test routes to 200 names (issue 6): the Clients list shows 25 of 200 rows, all
+folded, and stays usable: filter, "Show all", sorting by name and by requests, one row
+expanded to its endpoints, a list folded by its heading, polling on, no console errors.
 Screenshots of each page are written to ``$TURNOUT_ARTIFACTS`` (or the test's tmp dir).
 """
 
@@ -17,6 +20,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
@@ -90,32 +97,82 @@ routers:
     return turnout_process(config), web
 
 
-@pytest.fixture
-def traffic(mesh) -> Iterator[threading.Event]:
-    """Requests to ``web`` (and now and then to an unknown name) until the test ends."""
-    proc, _ = mesh
+def send(proc: Any, host: str) -> int | None:
+    """One GET / to the router with ``Host: host``: the status (None if it failed)."""
+    request = urllib.request.Request(proc.url("/"), headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+@contextmanager
+def background_traffic(proc: Any, hosts: Callable[[int], str]) -> Iterator[None]:
+    """Requests with ``Host: hosts(n)`` (n = 0, 1, ...) about 30 a second until the block ends."""
     stop = threading.Event()
 
     def run() -> None:
         n = 0
         while not stop.is_set():
-            host = "nowhere" if n % 25 == 24 else "web"
-            request = urllib.request.Request(proc.url("/"), headers={"Host": host})
-            try:
-                with urllib.request.urlopen(request, timeout=5) as r:
-                    r.read()
-            except (OSError, urllib.error.URLError):
-                pass
+            send(proc, hosts(n))
             n += 1
             stop.wait(0.03)
 
     thread = threading.Thread(target=run, name="traffic", daemon=True)
     thread.start()
     try:
-        yield stop
+        yield
     finally:
         stop.set()
         thread.join(10)
+
+
+@pytest.fixture
+def traffic(mesh) -> Iterator[None]:
+    """Requests to ``web`` (and now and then to an unknown name) until the test ends."""
+    proc, _ = mesh
+    with background_traffic(proc, lambda n: "nowhere" if n % 25 == 24 else "web"):
+        yield
+
+
+SERVICES = [f"svc{i:03d}" for i in range(200)]
+HOT = ("svc042", "svc123", "svc188")  # the names that keep getting traffic
+
+
+def client_id(service: str) -> str:
+    return f"/#/io.l5d.fs/{service}"
+
+
+@pytest.fixture
+def big_mesh(turnout_process, recording_backend, disco_dir):
+    """turnout whose ``edge`` router has routed one request to each of 200 names
+    (``svc000``..``svc199``, all bound to the same two backends): 200 services, 200 clients."""
+    backends = [recording_backend(name=f"backend-{i}") for i in (1, 2)]
+    for service in SERVICES:
+        disco_dir.write(service, *backends)
+    config = f"""
+admin:
+  port: {free_port()}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco_dir.root}
+routers:
+- protocol: http
+  label: edge
+  dtab: |
+    /svc => /#/io.l5d.fs;
+  servers:
+  - port: {free_port()}
+"""
+    proc = turnout_process(config)
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda service: send(proc, service), SERVICES))
+    assert statuses == [200] * len(SERVICES)
+    return proc, backends
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
@@ -136,6 +193,29 @@ def text(driver: Any, css: str) -> str:
     return elements[0].text if elements else ""
 
 
+def requests_total(driver: Any) -> int | None:
+    """The router's request count since start (the Requests / s card)."""
+    raw = driver.find_element(By.CSS_SELECTOR, '[data-card="rps"]').get_attribute("data-total")
+    return int(raw) if raw else None
+
+
+_SHOWN_ROWS = """
+const rows = document.querySelectorAll(`section[aria-label="${arguments[0]}"] .entity`);
+return [...rows].filter((row) => !row.hidden).map((row) => row.dataset.id);
+"""
+
+
+def click(driver: Any, element: Any) -> None:
+    """Click ``element`` once it is scrolled to the middle (clear of the sticky top bar)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
+def shown_rows(driver: Any, section: str) -> list[str]:
+    """The ids of the rows a list shows, in page order (one script, not one call per row)."""
+    return driver.execute_script(_SHOWN_ROWS, section)
+
+
 def admin_json(proc: Any, path: str) -> Any:
     with urllib.request.urlopen(proc.admin_url + path, timeout=5) as r:
         return json.loads(r.read())
@@ -149,11 +229,6 @@ def test_dashboard_playground_and_logging(mesh, traffic, browser, artifacts):
     # -- dashboard ---------------------------------------------------------------------
     driver.get(f"{proc.admin_url}/?router=edge")
     total = '[data-card="rps"]'
-
-    def requests_total(d: Any) -> int | None:
-        raw = d.find_element(By.CSS_SELECTOR, total).get_attribute("data-total")
-        return int(raw) if raw else None
-
     first = wait_for(driver, requests_total, "the router's request count")
     wait_for(driver, lambda d: (requests_total(d) or 0) > first, "the request count to grow")
     rate = wait_for(
@@ -223,3 +298,138 @@ def test_dashboard_playground_and_logging(mesh, traffic, browser, artifacts):
     assert levels["turnout.admin"] == "DEBUG"
     driver.save_screenshot(str(artifacts / "logging.png"))
     assert console_errors(driver) == []
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_with_200_clients(big_mesh, browser, artifacts):
+    """Issue 6: with 200 clients the lists stay usable: limited, collapsed, filterable,
+    sortable, and a row still expands to its endpoints."""
+    proc, backends = big_mesh
+    addresses = [f"127.0.0.1:{b.port}" for b in backends]
+    clients = [client_id(s) for s in SERVICES]
+    hot = {client_id(s) for s in HOT}
+    idle = [c for c in clients if c not in hot]  # in name order
+    driver = browser
+    section = '[aria-label="Clients"]'
+    count = f"{section} .section-head .count"
+
+    def sort_by(key: str) -> None:
+        heading = f'{section} .ehead [data-key="{key}"] button'
+        click(driver, driver.find_element(By.CSS_SELECTOR, heading))
+
+    def aria_sort(key: str) -> str:
+        cell = driver.find_element(By.CSS_SELECTOR, f'{section} .ehead [data-key="{key}"]')
+        return cell.get_attribute("aria-sort")
+
+    with background_traffic(proc, lambda n: HOT[n % len(HOT)]):
+        driver.get(f"{proc.admin_url}/?router=edge")
+        first = wait_for(driver, requests_total, "the router's request count")
+
+        # -- all 200 listed, the first 25 shown, every row collapsed ----------------------
+        wait_for(driver, lambda d: text(d, count) == "25 of 200 shown", "25 of the 200 clients")
+        assert text(driver, '[aria-label="Services"] .section-head .count') == "25 of 200 shown"
+        assert len(shown_rows(driver, "Clients")) == 25
+        more = driver.find_element(By.CSS_SELECTOR, f"{section} .more button")
+        assert more.text == "Show all 200 (175 more)"
+        expanded = f'{section} .entity.open, {section} .toggle[aria-expanded="true"]'
+        assert len(driver.find_elements(By.CSS_SELECTOR, expanded)) == 0  # more than 4: folded
+        assert driver.find_elements(By.CSS_SELECTOR, f"{section} table.endpoints") == []
+
+        # -- sorted by requests per second: the three busy clients first, then by name ----
+        assert aria_sort("rps") == "descending"
+        wait_for(
+            driver,
+            lambda d: set(shown_rows(d, "Clients")[:3]) == hot,
+            "the busy clients at the top",
+        )
+        assert shown_rows(driver, "Clients")[3:] == idle[:22]
+
+        # -- a whole list folds with its heading ------------------------------------------
+        services = '[aria-label="Services"]'
+        fold = driver.find_element(By.CSS_SELECTOR, f"{services} .section-toggle")
+        click(driver, fold)
+        assert fold.get_attribute("aria-expanded") == "false"
+        assert not driver.find_element(By.CSS_SELECTOR, f"{services} .etable").is_displayed()
+        wait_for(driver, lambda d: text(d, f"{services} .count") == "200", "the folded count")
+        click(driver, fold)
+        wait_for(
+            driver,
+            lambda d: text(d, f"{services} .count") == "25 of 200 shown",
+            "the services again",
+        )
+
+        # -- filter: "/" focuses it; rows whose name contains every word ------------------
+        ActionChains(driver).send_keys("/").perform()
+        search = driver.switch_to.active_element
+        assert search.get_attribute("aria-label") == "Filter clients by name"
+        search.send_keys("svc17")
+        svc17 = [client_id(f"svc17{i}") for i in range(10)]  # not svc017: a substring match
+        wait_for(driver, lambda d: shown_rows(d, "Clients") == svc17, "svc170..svc179 only")
+        assert text(driver, count) == "10 of 200 shown"
+        assert not more.is_displayed()
+
+        search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+        search.send_keys("FS 8 svc1")  # case-insensitive, every word must match
+        eights = {c for c in clients if "/svc1" in c and "8" in c}
+        assert len(eights) == 19  # svc108, svc118, ..., svc180..svc189, svc198
+        wait_for(driver, lambda d: set(shown_rows(d, "Clients")) == eights, "the svc1*8* clients")
+        assert shown_rows(driver, "Clients")[0] == client_id("svc188")  # the busy one first
+        assert text(driver, count) == "19 of 200 shown"
+
+        search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+        wait_for(driver, lambda d: text(d, count) == "25 of 200 shown", "the unfiltered list")
+
+        # -- show all -----------------------------------------------------------------------
+        click(driver, more)
+        wait_for(driver, lambda d: text(d, count) == "200", "all 200 clients")
+        rows = shown_rows(driver, "Clients")
+        assert len(rows) == 200 and set(rows) == set(clients)
+        assert more.text == "Show the first 25 only"
+
+        # -- sorting by the column headings -------------------------------------------------
+        sort_by("name")
+        assert aria_sort("name") == "ascending" and aria_sort("rps") == "none"
+        assert shown_rows(driver, "Clients") == clients
+        sort_by("name")
+        assert aria_sort("name") == "descending"
+        assert shown_rows(driver, "Clients") == clients[::-1]
+        sort_by("rps")  # a number column starts descending
+        assert aria_sort("rps") == "descending"
+        rows = shown_rows(driver, "Clients")
+        assert set(rows[:3]) == hot and rows[3:] == idle
+        sort_by("rps")
+        assert aria_sort("rps") == "ascending"
+        rows = shown_rows(driver, "Clients")
+        assert rows[:197] == idle and set(rows[197:]) == hot
+        sort_by("rps")
+        assert set(shown_rows(driver, "Clients")[:3]) == hot
+
+        # -- one row expands to its endpoints; the others stay collapsed ---------------------
+        busy = f'{section} .entity[data-id="{client_id(HOT[0])}"]'
+        toggle = driver.find_element(By.CSS_SELECTOR, f"{busy} .toggle")
+        click(driver, toggle)
+        assert toggle.get_attribute("aria-expanded") == "true"
+        wait_for(
+            driver,
+            lambda d: all(a in text(d, f"{busy} table.endpoints") for a in addresses),
+            "the busy client's endpoints",
+        )
+        assert "2 / 2" in text(driver, f"{busy} .erow")  # load balancer: available / size
+        # an expanded client makes the page read /client_state.json: binding, endpoint states
+        wait_for(
+            driver,
+            lambda d: (
+                "bound" in text(d, f"{busy} .kv")
+                and text(d, f"{busy} table.endpoints").count("open") == 2
+            ),
+            "the busy client's state from /client_state.json",
+        )
+        assert len(driver.find_elements(By.CSS_SELECTOR, f"{section} .entity.open")) == 1
+
+        # -- still polling, and no console errors -------------------------------------------
+        wait_for(driver, lambda d: (requests_total(d) or 0) > first + 10, "the count to grow")
+        clients_list = driver.find_element(By.CSS_SELECTOR, section)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", clients_list)
+        driver.execute_script("window.scrollBy(0, -60)")  # clear of the sticky top bar
+        driver.save_screenshot(str(artifacts / "dashboard-200-clients.png"))
+        assert console_errors(driver) == []
