@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 from turnout.config import NamerConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.naming import (
     AddrBound,
     Address,
@@ -20,7 +16,7 @@ from turnout.naming import (
     Ok,
     Path,
 )
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_example_plugin import plugin
 from turnout_example_plugin.namer import StaticNamer, StaticNamerConfig
 
@@ -36,15 +32,12 @@ services:
 @pytest.fixture(scope="module")
 def registry():
     # autoload=False: only turnout's built-ins and this plugin, whatever else is installed
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read_namer(registry, text: str):
     """Read one ``namers:`` entry the way ``turnout check`` does: (config, problems)."""
-    source, problems = read_text(textwrap.dedent(text), "namer.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(NamerConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, NamerConfig, text, "namer.yaml")
 
 
 def bind(config: StaticNamerConfig, dtab: str, path: str):

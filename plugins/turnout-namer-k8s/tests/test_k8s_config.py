@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import textwrap
 
 import pytest
 from turnout.config import NamerConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.errors import TurnoutError
 from turnout.metrics import MetricsTree
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_namer_k8s import plugin
 from turnout_namer_k8s.config import K8sNamerConfig, K8sNsNamerConfig
 from turnout_namer_k8s.namer import K8sNamer, K8sNsNamer
@@ -20,14 +17,11 @@ from turnout_namer_k8s.namer import K8sNamer, K8sNsNamer
 @pytest.fixture(scope="module")
 def registry():
     # autoload=False: only turnout's built-ins and this plugin, whatever else is installed
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read_namer(registry, text: str):
-    source, problems = read_text(textwrap.dedent(text), "namer.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(NamerConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, NamerConfig, text, "namer.yaml")
 
 
 def test_both_kinds_are_registered(registry):

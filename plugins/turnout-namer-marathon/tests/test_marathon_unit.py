@@ -5,15 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import random
-import textwrap
 
 import pytest
 from marathon_test_helpers import path, rsa_key_pair
 from turnout.config import NamerConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.naming import Address, Path
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_namer_marathon import plugin
 from turnout_namer_marathon.api import (
     MarathonError,
@@ -38,14 +35,11 @@ from turnout_namer_marathon.namer import MarathonNamer, match_app
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read_namer(registry, text: str):
-    source, problems = read_text(textwrap.dedent(text), "namer.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(NamerConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, NamerConfig, text, "namer.yaml")
 
 
 def test_the_plugin_registers_the_kind(registry):

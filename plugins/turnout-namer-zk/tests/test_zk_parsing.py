@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import textwrap
 
 import pytest
 from turnout.config import NamerConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.naming import AddrBound, Address, AddrNeg, Path
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_namer_zk import plugin
 from turnout_namer_zk.config import ServersetsConfig, ZkAddrConfig, ZkLeaderConfig
 from turnout_namer_zk.namer import ServersetsNamer, ZkLeaderNamer
@@ -231,14 +228,11 @@ def test_bad_leader_data(data):
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read_namer(registry, text: str):
-    source, problems = read_text(textwrap.dedent(text), "namer.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(NamerConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, NamerConfig, text, "namer.yaml")
 
 
 def test_the_plugin_registers_both_kinds(registry):

@@ -3,14 +3,10 @@ turnout's ``naming`` and ``buckets``, errors."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 from turnout.config import TelemeterConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.metrics import MetricsTree
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_telemeter_prometheus import plugin
 from turnout_telemeter_prometheus.config import DEFAULT_BUCKETS
 from turnout_telemeter_prometheus.naming import LinkerdNaming, PrometheusNaming
@@ -19,14 +15,11 @@ from turnout_telemeter_prometheus.telemeter import PrometheusConfig, PrometheusT
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read(registry, text: str):
-    source, problems = read_text(textwrap.dedent(text), "telemeter.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(TelemeterConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, TelemeterConfig, text, "telemeter.yaml")
 
 
 class Ctx:

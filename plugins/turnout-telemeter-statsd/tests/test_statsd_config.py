@@ -3,14 +3,10 @@ and defaults."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 from turnout.config import TelemeterConfig
-from turnout.config.schema import INVALID, Validator
-from turnout.config.source import read_text
 from turnout.metrics import MetricsTree
-from turnout.plugin_manager import load_plugins
+from turnout.testing.config import plugin_registry, read_entry
 from turnout_telemeter_statsd import plugin
 from turnout_telemeter_statsd.config import StatsdConfig
 from turnout_telemeter_statsd.telemeter import StatsdTelemeter
@@ -18,14 +14,11 @@ from turnout_telemeter_statsd.telemeter import StatsdTelemeter
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins({}, autoload=False, extra=[plugin]).registry
+    return plugin_registry(plugin)
 
 
 def read(registry, text: str):
-    source, problems = read_text(textwrap.dedent(text), "telemeter.yaml", environ={})
-    validator = Validator(source, registry)
-    config = validator.build(TelemeterConfig, source.data)
-    return (None if config is INVALID else config), problems + validator.problems
+    return read_entry(registry, TelemeterConfig, text, "telemeter.yaml")
 
 
 class Ctx:
