@@ -18,8 +18,8 @@ import itertools
 import math
 import operator
 from array import array
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 Key = tuple[str, ...]
 
@@ -55,18 +55,55 @@ class Counter:
         self.value += n
 
 
+class Counted(Protocol):
+    """Anything with a count: a :class:`Counter`, a :class:`SumCounter`, a protocol's own."""
+
+    @property
+    def value(self) -> int: ...
+
+
 class SumCounter:
     """A counter whose value is the sum of others (``requests`` = success + failures):
     one increment fewer on the request path. Exported like a :class:`Counter`."""
 
     __slots__ = ("parts",)
 
-    def __init__(self, parts: Callable[[], list[Counter]]) -> None:
+    def __init__(self, parts: Callable[[], Sequence[Counted]]) -> None:
         self.parts = parts
 
     @property
     def value(self) -> int:
         return sum(c.value for c in self.parts())
+
+
+class DerivedCounter(SumCounter):
+    """A counter kept outside the tree (a plain int attribute the data path increments,
+    possibly in compiled code), read when exported: ``fn()``. Exported like a
+    :class:`Counter` (it is a :class:`SumCounter`, of one value)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], int]) -> None:
+        self.fn = fn
+
+    @property
+    def value(self) -> int:
+        return self.fn()
+
+
+class RequestCounts:
+    """Outcomes of the requests of one scope (a server, a service, a client): ``success``
+    and ``failures`` counts, and ``latency``, its latency histogram
+    (``latency.counts[bucket(ms)] += 1``). Protocols increment these attributes on the
+    request path and may supply their own class with the same attributes (a compiled one);
+    the tree exports ``success``, ``failures`` (and ``requests``) as derived counters."""
+
+    __slots__ = ("failures", "latency", "success")
+
+    def __init__(self, latency: Histogram) -> None:
+        self.success = 0
+        self.failures = 0
+        self.latency = latency
 
 
 class Gauge:
@@ -159,7 +196,7 @@ _QUANTILES = (
 )
 
 
-Metric = Counter | SumCounter | Gauge | Histogram
+Metric = Counter | SumCounter | DerivedCounter | Gauge | Histogram
 
 
 def _value(index: int) -> float:
@@ -191,13 +228,35 @@ class MetricsTree:
     def counter(self, *path: str) -> Counter:
         return self._get(path, Counter)  # type: ignore[return-value]
 
-    def sum_counter(self, *path: str, parts: Callable[[], list[Counter]]) -> SumCounter:
+    def sum_counter(self, *path: str, parts: Callable[[], Sequence[Counted]]) -> SumCounter:
         """A counter exported as the sum of ``parts()`` (never incremented itself)."""
         metric = self._metrics.get(path)
         if metric is None:
             metric = self._metrics[path] = SumCounter(parts)
             self._sorted = None
         return metric  # type: ignore[return-value]
+
+    def derived_counter(self, *path: str, fn: Callable[[], int]) -> DerivedCounter:
+        """A counter exported as ``fn()`` (a count kept elsewhere); it replaces whatever was
+        at ``path``."""
+        metric = self._metrics[path] = DerivedCounter(fn)
+        self._sorted = None
+        return metric
+
+    def request_counts(
+        self,
+        *scope: str,
+        factory: Callable[[Histogram], Any] = RequestCounts,
+    ) -> tuple[Any, DerivedCounter, DerivedCounter, SumCounter, Histogram]:
+        """``success``, ``failures``, ``requests`` and ``request_latency_ms`` under ``scope``,
+        kept in ``factory(histogram)`` (a :class:`RequestCounts` or a class like it).
+        Returns (counts, success, failures, requests, latency histogram)."""
+        latency = self.stat(*scope, "request_latency_ms")
+        counts = factory(latency)
+        success = self.derived_counter(*scope, "success", fn=lambda: counts.success)
+        failures = self.derived_counter(*scope, "failures", fn=lambda: counts.failures)
+        requests = self._metrics[(*scope, "requests")] = SumCounter(lambda: [success, failures])
+        return counts, success, failures, requests, latency
 
     def gauge(self, *path: str, fn: Callable[[], float] | None = None) -> Gauge:
         g = self._get(path, Gauge)

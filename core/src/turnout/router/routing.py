@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config.model import BackoffConfig, RetriesConfig, RouterConfig
-from ..metrics import MetricsTree
+from ..metrics import Histogram, MetricsTree, RequestCounts
 from ..naming import (
     Addr,
     AddrBound,
@@ -86,6 +86,7 @@ class ClientStats:
     __slots__ = (
         "budget_exhausted",
         "connects",
+        "counts",
         "failures",
         "latency",
         "pending",
@@ -94,13 +95,17 @@ class ClientStats:
         "success",
     )
 
-    def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], client: Client) -> None:
-        self.success = metrics.counter(*scope, "success")
-        self.failures = metrics.counter(*scope, "failures")
-        self.requests = metrics.sum_counter(
-            *scope, "requests", parts=lambda: [self.success, self.failures]
-        )
-        self.latency = metrics.stat(*scope, "request_latency_ms")
+    def __init__(
+        self,
+        metrics: MetricsTree,
+        scope: tuple[str, ...],
+        client: Client,
+        counts_factory: Callable[[Histogram], Any] = RequestCounts,
+    ) -> None:
+        #: what the data path increments (``counts.success += 1``...); ``success``,
+        #: ``failures`` and ``requests`` are derived from it
+        made = metrics.request_counts(*scope, factory=counts_factory)
+        self.counts, self.success, self.failures, self.requests, self.latency = made
         self.connects = metrics.counter(*scope, "connects")
         self.requeues = metrics.counter(*scope, "retries", "requeues")
         self.budget_exhausted = metrics.counter(*scope, "retries", "budget_exhausted")
@@ -131,12 +136,16 @@ class Client:
         new_pool: Callable[[Address, Client], Any],
         metrics: MetricsTree,
         scope: tuple[str, ...],
+        counts_factory: Callable[[Histogram], Any] = RequestCounts,
     ) -> None:
         self.id = bound.id
         self.label = str(bound.id)
         self.policy = policy
         self.balancer = balancer
         self.accrual = accrual
+        #: a success of a healthy endpoint (no failures, not ejected, not probing) changes
+        #: nothing in :meth:`record`: the data path may skip the call (and its clock reading)
+        self.quiet_success: bool = accrual.quiet_success and not balancer.wants_latency
         self.new_pool = new_pool
         self.metrics = metrics
         self.scope = scope
@@ -149,7 +158,7 @@ class Client:
         attempt = policy.request_attempt_timeout_ms
         #: ``requestAttemptTimeoutMs`` in seconds (None: no per-attempt deadline)
         self.attempt_timeout: float | None = attempt / 1000 if attempt else None
-        self.stats = ClientStats(metrics, scope, self)
+        self.stats = ClientStats(metrics, scope, self, counts_factory)
         budget = policy.requeue_budget
         success, failures = self.stats.success, self.stats.failures
         #: immediate retries of requests that were never written (connection failures)
@@ -362,6 +371,7 @@ class ServiceStats:
 
     __slots__ = (
         "budget_exhausted",
+        "counts",
         "failures",
         "latency",
         "per_request",
@@ -371,16 +381,18 @@ class ServiceStats:
         "success",
     )
 
-    def __init__(self, metrics: MetricsTree, scope: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        metrics: MetricsTree,
+        scope: tuple[str, ...],
+        counts_factory: Callable[[Histogram], Any] = RequestCounts,
+    ) -> None:
         self.scope = scope
         self.budget_exhausted = metrics.counter(*scope, "retries", "budget_exhausted")
         self.per_request = metrics.stat(*scope, "retries", "per_request")
-        self.success = metrics.counter(*scope, "success")
-        self.failures = metrics.counter(*scope, "failures")
-        self.requests = metrics.sum_counter(
-            *scope, "requests", parts=lambda: [self.success, self.failures]
-        )
-        self.latency = metrics.stat(*scope, "request_latency_ms")
+        #: what the data path increments; ``success``, ``failures``, ``requests`` derive from it
+        made = metrics.request_counts(*scope, factory=counts_factory)
+        self.counts, self.success, self.failures, self.requests, self.latency = made
         self.retries = metrics.counter(*scope, "retries", "total")
 
 
@@ -395,6 +407,9 @@ class Route:
         self.path = path
         self.local_dtab = local_dtab
         self.state: State[NameTree[NameBound]] = Pending
+        #: bound (or failed), or still serving its last targets while it rebinds: a plain
+        #: attribute, kept by ``_on_state``, since the data path reads it per request
+        self.ready = False
         self.error: RouteError | None = RouteError("pending", "binding")
         self.last_used = time.monotonic()
         #: whatever the protocol caches per route (header blocks, classifier)
@@ -426,9 +441,11 @@ class Route:
     def _on_state(self, state: State[NameTree[NameBound]]) -> None:
         self.state = state
         if state is Pending:
+            self.ready = bool(self._targets)
             if not self._targets:
                 self.error = RouteError("pending", "binding")
             return
+        self.ready = True
         if isinstance(state, Failed):
             self.error = RouteError("failed", str(state.error) or type(state.error).__name__)
             self._targets = []
@@ -486,10 +503,6 @@ class Route:
             raise target
         return target
 
-    @property
-    def ready(self) -> bool:
-        return self.state is not Pending or bool(self._targets)
-
     async def wait(self, timeout: float) -> None:
         """Wait until the name is bound (or failed); raise TimeoutError after ``timeout``."""
         if self.ready:
@@ -516,6 +529,7 @@ class Router:
         new_pool: Callable[[Address, Client], Any],
         balancer_factory: Callable[[ClientPolicy], Balancer],
         accrual_factory: Callable[[ClientPolicy], FailureAccrual],
+        counts_factory: Callable[[Histogram], Any] = RequestCounts,
     ) -> None:
         self.config = config
         self.label = config.effective_label
@@ -525,6 +539,8 @@ class Router:
         self.new_pool = new_pool
         self.balancer_factory = balancer_factory
         self.accrual_factory = accrual_factory
+        #: the class of the request counts of clients and services (see metrics.RequestCounts)
+        self.counts_factory = counts_factory
         self.routes: OrderedDict[tuple[Path, Dtab], Route] = OrderedDict()
         #: routes without a local dtab, by name (protocols may read it for a faster lookup)
         self.plain: dict[Path, Route] = {}
@@ -581,6 +597,7 @@ class Router:
                 self.new_pool,
                 self.metrics,
                 scope,
+                self.counts_factory,
             )
             self.clients[bound.id] = client
             if len(self.clients) > self.max_clients:
@@ -617,7 +634,9 @@ class Router:
         stats = self._services.get(path)
         if stats is None:
             stats = self._services[path] = ServiceStats(
-                self.metrics, ("rt", self.label, "service", *_stat_path(path))
+                self.metrics,
+                ("rt", self.label, "service", *_stat_path(path)),
+                self.counts_factory,
             )
         return stats
 

@@ -18,21 +18,21 @@ Design (see DESIGN.md, "Concurrency and the data path"):
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import random
 import re
+import time
 from collections import deque
-from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 from turnout.naming import Address, Path
 from turnout.router import Client, Endpoint, Route
 
+from . import wire
 from .wire import (
-    CRLF,
     HOP_BY_HOP,
-    VIA_TOKEN,
     BadRequest,
     connection_tokens,
     is_hop_by_hop,
@@ -45,24 +45,43 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.http")
 
-HIGH_WATER = 64 * 1024
+# Module constants are ``Final``: the compiled build then reads them from C statics (or inlines
+# them) instead of looking them up in the module's dict on every use.
+CRLF: Final = wire.CRLF
+VIA_TOKEN: Final = wire.VIA_TOKEN
+#: the clock of the data path (Final: no module-dict lookup per call in the compiled build)
+monotonic: Final = time.monotonic
+
+HIGH_WATER: Final = 65536  # 64 KB
 #: hard caps on requeues and on retries of one request, whatever the budgets say (Finagle's
 #: maximum of requeues per request)
-MAX_REQUEUES = 25
-MAX_RETRIES = 25
-_STATUS_META = "turnout.http.status"
-_getrandbits = random.getrandbits
+MAX_REQUEUES: Final = 25
+MAX_RETRIES: Final = 25
+_STATUS_META: Final = "turnout.http.status"
+_getrandbits: Final = random.getrandbits
+_hexlify: Final = binascii.hexlify
 
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
-_OWS = (32, 9)  # space, tab
-_VIA_LINE = b"Via: " + VIA_TOKEN + CRLF
+_PLAIN_CONNECTION: Final = frozenset({b"close", b"keep-alive"})
+_VIA_LINE: Final = b"Via: " + VIA_TOKEN + CRLF
 
 # exchange states
-HEAD, BODY = 0, 1
+HEAD: Final = 0
+BODY: Final = 1
 
 # request headers handled specially while parsing (everything else is forwarded as is)
-_H_HOST, _H_TE, _H_CL, _H_VIA, _H_CONNECTION, _H_EXPECT, _H_DROP = range(7)
-_REQUEST_SPECIAL = {
+_H_HOST: Final = 0
+_H_TE: Final = 1
+_H_CL: Final = 2
+_H_VIA: Final = 3
+_H_CONNECTION: Final = 4
+_H_EXPECT: Final = 5
+_H_DROP: Final = 6
+# ... and the kinds of the other names (see _request_name)
+_H_PLAIN: Final = 7  # forwarded as is
+_H_L5D: Final = 8  # l5d-*
+_H_PROXY: Final = 9  # proxy-*: dropped
+_H_AMBIGUOUS: Final = 10  # an underscore spelling of a framing header: refused
+_REQUEST_SPECIAL: Final = {
     b"host": _H_HOST,
     b"transfer-encoding": _H_TE,
     b"content-length": _H_CL,
@@ -78,7 +97,7 @@ _REQUEST_SPECIAL = {
 
 
 # response headers handled specially (the others are forwarded, unless l5d-/proxy- rules apply)
-_RESPONSE_SPECIAL = {
+_RESPONSE_SPECIAL: Final = {
     b"content-length": _H_CL,
     b"transfer-encoding": _H_TE,
     b"via": _H_VIA,
@@ -91,8 +110,49 @@ _RESPONSE_SPECIAL = {
 }
 
 
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{1,5}))?")
-_VALID_HOSTS: set[bytes] = set()
+#: what a header name means, by its spelling as received: ``(lower-cased name, kind, b"Name: ")``
+#: (so that a request pays neither ``lower()`` nor these tests per header)
+_REQUEST_NAMES: Final[dict[bytes, tuple[bytes, int, bytes]]] = {}
+#: for responses: ``(lower-cased name if it needs a decision, else b"", b"Name: ")``
+_RESPONSE_NAMES: Final[dict[bytes, tuple[bytes, bytes]]] = {}
+_NAMES_LIMIT: Final = 4096
+#: longer names are classified each time rather than cached (the caches stay small)
+_NAME_CACHED: Final = 64
+
+
+def _request_name(name: bytes) -> tuple[bytes, int, bytes]:
+    lname = name.lower()
+    kind = _REQUEST_SPECIAL.get(lname)
+    if kind is None:
+        if lname[:4] == b"l5d-":
+            kind = _H_L5D
+        elif lname[:6] == b"proxy-":
+            kind = _H_PROXY
+        elif lname.replace(b"_", b"-") in (b"content-length", b"transfer-encoding"):
+            kind = _H_AMBIGUOUS
+        else:
+            kind = _H_PLAIN
+    entry = (lname, kind, name + b": ")
+    if len(name) <= _NAME_CACHED:
+        if len(_REQUEST_NAMES) >= _NAMES_LIMIT:
+            _REQUEST_NAMES.clear()
+        _REQUEST_NAMES[name] = entry
+    return entry
+
+
+def _response_name(name: bytes) -> tuple[bytes, bytes]:
+    lname = name.lower()
+    special = lname in _RESPONSE_SPECIAL or lname[:4] == b"l5d-" or lname[:6] == b"proxy-"
+    entry = (lname if special else b"", name + b": ")
+    if len(name) <= _NAME_CACHED:
+        if len(_RESPONSE_NAMES) >= _NAMES_LIMIT:
+            _RESPONSE_NAMES.clear()
+        _RESPONSE_NAMES[name] = entry
+    return entry
+
+
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{1,5}))?")
+_VALID_HOSTS: Final[set[bytes]] = set()
 
 
 def _check_host(host: bytes) -> None:
@@ -374,8 +434,11 @@ class ServerProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
-        lname = name.lower()
-        if value and value[-1] in _OWS:  # llhttp strips leading whitespace only
+        entry = _REQUEST_NAMES.get(name)
+        if entry is None:
+            entry = _request_name(name)
+        lname, special, prefix = entry
+        if value and value[-1] in (32, 9):  # llhttp strips leading whitespace only
             value = value.rstrip(b" \t")
         if ex.state:  # trailers of a chunked request
             if ex.trailers is None:
@@ -388,20 +451,15 @@ class ServerProtocol:
             raise BadRequest(
                 431, f"request headers larger than maxHeadersKB ({self.max_headers >> 10} KB)"
             )
-        special = _REQUEST_SPECIAL.get(lname)
-        if special is None:
-            if lname[:4] == b"l5d-":
-                self._l5d_header(ex, lname, value)
-            elif lname[:6] == b"proxy-":
-                return
-            elif b"_" in lname and lname.replace(b"_", b"-") in (
-                b"content-length",
-                b"transfer-encoding",
-            ):
-                raise BadRequest(400, f"ambiguous framing header {name.decode('latin-1')!r}")
-            else:
-                ex.lines.append(name + b": " + value + CRLF)
-                ex.lnames.append(lname)
+        if special == _H_PLAIN:
+            ex.lines.append(prefix + value + CRLF)
+            ex.lnames.append(lname)
+        elif special == _H_L5D:
+            self._l5d_header(ex, lname, value)
+        elif special == _H_PROXY:
+            return
+        elif special == _H_AMBIGUOUS:
+            raise BadRequest(400, f"ambiguous framing header {name.decode('latin-1')!r}")
         elif special == _H_HOST:
             ex.host_count += 1
             ex.host = value
@@ -443,7 +501,9 @@ class ServerProtocol:
         ex: Exchange = self.current  # type: ignore[assignment]
         parser = self.parser
         ex.method = parser.get_method()
-        version = ex.version = parser.get_http_version().encode()
+        v = parser.get_http_version()
+        # (the usual versions as constants: no allocation, and later compares are identities)
+        version = ex.version = b"1.1" if v == "1.1" else b"1.0" if v == "1.0" else v.encode()
         ex.keep_alive = parser.should_keep_alive() and not self.router.draining
         ex.state = BODY
         self.head_bytes = 0
@@ -658,8 +718,12 @@ class UpstreamProtocol:
                 conn.router.bad_response(ex, self, message)
             self.close()
         conn.corked = False
-        if conn.out:
-            conn.flush()
+        out = conn.out
+        if out:  # (conn.flush(), inlined: once per response)
+            conn.out = []
+            transport = conn.transport
+            if transport is not None:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -680,20 +744,24 @@ class UpstreamProtocol:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if value and value[-1] in _OWS:
+        if value and value[-1] in (32, 9):  # space, tab
             value = value.rstrip(b" \t")
         if self.in_body:
-            if not is_hop_by_hop(lname):
+            if not is_hop_by_hop(name.lower()):
                 if self.trailers is None:
                     self.trailers = []
                 self.trailers.append((name, value))
-        elif lname in _RESPONSE_SPECIAL or lname[:4] == b"l5d-" or lname[:6] == b"proxy-":
+            return
+        entry = _RESPONSE_NAMES.get(name)
+        if entry is None:
+            entry = _response_name(name)
+        lname = entry[0]
+        if lname:  # a header that needs a decision (see response_head_bytes)
             if self.special is None:
                 self.special = []
             self.special.append((lname, name, value))
         else:
-            self.lines.append(name + b": " + value + CRLF)
+            self.lines.append(entry[1] + value + CRLF)
 
     def on_headers_complete(self) -> None:
         ex: Exchange = self.ex  # type: ignore[assignment]
@@ -712,9 +780,12 @@ class UpstreamProtocol:
             return
         ex.response_bytes += len(body)
         if ex.response_chunked:
-            ex.conn.write((b"%x\r\n" % len(body)) + body + CRLF)
+            body = (b"%x\r\n" % len(body)) + body + CRLF
+        conn = ex.conn
+        if conn.corked:
+            conn.out.append(body)  # (conn.write(), inlined)
         else:
-            ex.conn.write(body)
+            conn.write(body)
 
     def on_message_complete(self) -> None:
         ex: Exchange = self.ex  # type: ignore[assignment]
@@ -871,14 +942,31 @@ class Pool:
 
 
 def request_id() -> bytes:
-    return b"%016x" % _getrandbits(64)
+    # (the same 16 hex digits as ``b"%016x" % _getrandbits(64)``, without bytes formatting)
+    return _hexlify(_getrandbits(64).to_bytes(8, "big"))
+
+
+#: status lines by (version, status, reason): formatting one costs more than a lookup
+_STATUS_LINES: Final[dict[tuple[bytes, int, bytes], bytes]] = {}
+
+
+def _status_line(version: bytes, status: int, reason_phrase: bytes) -> bytes:
+    key = (version, status, reason_phrase)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/%s %d %s\r\n" % key
+        if len(reason_phrase) <= 64:  # (reason phrases come from upstreams: keep it small)
+            if len(_STATUS_LINES) > 1000:
+                _STATUS_LINES.clear()
+            _STATUS_LINES[key] = line
+    return line
 
 
 def response_head_bytes(
     ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool
 ) -> bytes:
     """The head sent downstream: status line, end-to-end headers, framing, Via."""
-    head = b"HTTP/%s %d %s\r\n" % (ex.version, status, up.reason or reason(status))
+    head = _status_line(ex.version, status, up.reason or reason(status))
     content_length: bytes | None = None
     chunked = False
     te_codings: bytes | None = None  # codings before the final "chunked" (gzip...)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import time
-from time import monotonic
-from typing import TYPE_CHECKING, Any
+import types
+from typing import TYPE_CHECKING, Any, Final
 
 from turnout.linker import BuildContext
-from turnout.metrics import Counter, MetricsTree, bucket
+from turnout.metrics import BOUNDS, Histogram, MetricsTree, bucket
 from turnout.naming import Address, Dtab, Path
 from turnout.router import Client, Endpoint, Route, RouteError, Router, accrual_for, balancer_for
 from turnout.tracing import TRACE_HEADERS, ServerTrace, Span, Tracing
@@ -20,6 +21,7 @@ from . import classifiers
 from .accesslog import AccessLog
 from .identifiers import HeaderTokenIdentifier, Identifier
 from .proxy import (
+    CRLF,
     MAX_REQUEUES,
     MAX_RETRIES,
     BadResponse,
@@ -27,20 +29,80 @@ from .proxy import (
     Pool,
     ServerProtocol,
     UpstreamProtocol,
+    _getrandbits,
+    _hexlify,
     _Retry,
-    request_id,
+    monotonic,
     response_head_bytes,
 )
-from .wire import CRLF, VIA_TOKEN, BadRequest, local_response, reason, via_hops
+from .wire import VIA_TOKEN, BadRequest, local_response, reason, via_hops
 
 if TYPE_CHECKING:
     from .config import HttpRouterConfig, HttpServerConfig
 
 log = logging.getLogger("turnout.http")
 
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-_SUCCESS = classifiers.SUCCESS
-_EMPTY_DTAB = Dtab.empty
+# (Final: C statics in the compiled build, not module-dict lookups)
+_IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_SUCCESS: Final = classifiers.SUCCESS
+_EMPTY_DTAB: Final = Dtab.empty
+_VIA_LINE: Final = b"Via: " + VIA_TOKEN + CRLF
+
+_BOUNDS: Final[list[float]] = list(BOUNDS)
+_N_BOUNDS: Final = len(_BOUNDS)
+_FIRST_BOUND: Final = _BOUNDS[0]
+_LAST_BOUND: Final = _BOUNDS[-1]
+_INV_LOG_RATIO: Final = 1.0 / math.log(_BOUNDS[1] / _BOUNDS[0])
+
+
+def _native_bucket(value: float) -> int:
+    """``turnout.metrics.bucket(value)`` (``bisect_left`` into the histogram bounds), found
+    from the bounds' geometric progression and settled by comparing with the bounds
+    themselves: the same index, for a fraction of the bisection's comparisons.
+
+    Used only by the compiled build (see :data:`_COMPILED`): interpreted, this arithmetic
+    costs more than ``metrics.bucket``'s bisection in C."""
+    if not value > _FIRST_BOUND:  # (NaN included, as bisect_left has it)
+        return 0
+    if value > _LAST_BOUND:
+        return _N_BOUNDS
+    i = int(math.log(value / _FIRST_BOUND) * _INV_LOG_RATIO)
+    if i > _N_BOUNDS:
+        i = _N_BOUNDS
+    bounds = _BOUNDS
+    while i > 0 and bounds[i - 1] >= value:
+        i -= 1
+    while i < _N_BOUNDS and bounds[i] < value:
+        i += 1
+    return i
+
+
+#: this module was compiled by mypyc (its functions are not Python functions)
+_COMPILED: Final = not isinstance(_native_bucket, types.FunctionType)
+
+
+class _Counts:
+    """:class:`turnout.metrics.RequestCounts` for this data path (servers, services and
+    clients of HTTP routers): compiled, ``success`` and ``failures`` are native ints, and
+    the metrics tree reads them as derived counters."""
+
+    __slots__ = ("failures", "latency", "success")
+
+    def __init__(self, latency: Histogram) -> None:
+        self.success = 0
+        self.failures = 0
+        #: (a new ``counts`` array each window: telemeters tell windows apart by identity)
+        self.latency: Any = latency
+
+
+class _Tally:
+    """One ``status/<code>`` count (a native int when compiled; exported as a derived
+    counter)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
 
 
 class ServerStats:
@@ -49,24 +111,23 @@ class ServerStats:
     def __init__(self, metrics: MetricsTree, scope: tuple[str, ...], server: ServerRuntime) -> None:
         self.metrics = metrics
         self.scope = scope
-        self.success = metrics.counter(*scope, "success")
-        self.failures = metrics.counter(*scope, "failures")
-        self.requests = metrics.sum_counter(
-            *scope, "requests", parts=lambda: [self.success, self.failures]
-        )
-        self.latency = metrics.stat(*scope, "request_latency_ms")
+        made = metrics.request_counts(*scope, factory=_Counts)
+        #: what the data path increments; ``success``/``failures``/``requests`` derive from it
+        self.counts: _Counts = made[0]
+        self.success, self.failures, self.requests, self.latency = made[1:]
         self.connects = metrics.counter(*scope, "connects")
         self.rejected = metrics.counter(*scope, "rejected")
         metrics.gauge(*scope, "connections", fn=lambda: len(server.connections))
         metrics.gauge(*scope, "pending", fn=lambda: server.in_flight)
-        #: ``status/<code>`` counters; ``status/<N>XX`` are their sums
-        self.codes: dict[int, Counter] = {}
+        #: ``status/<code>`` counts; ``status/<N>XX`` are their sums
+        self.codes: dict[int, _Tally] = {}
 
-    def status(self, code: int) -> Counter:
+    def status(self, code: int) -> _Tally:
         counter = self.codes.get(code)
         if counter is None:
             m, s = self.metrics, self.scope
-            counter = self.codes[code] = m.counter(*s, "status", str(code))
+            tally = counter = self.codes[code] = _Tally()
+            m.derived_counter(*s, "status", str(code), fn=lambda: tally.value)
             klass = code // 100
             m.sum_counter(
                 *s,
@@ -139,6 +200,7 @@ class HttpRouter:
             new_pool=self._new_pool,
             balancer_factory=balancer_for,
             accrual_factory=accrual_for,
+            counts_factory=_Counts,
         )
         self.identifiers: list[Identifier] = [
             c.new_identifier(config.dst_prefix) for c in config.identifiers()
@@ -295,7 +357,7 @@ class HttpRouter:
             local = (
                 self.local_dtab(ex)
                 if ex.dtab_ctx is not None or ex.dtab_user is not None
-                else Dtab.empty
+                else _EMPTY_DTAB
             )
         except BadRequest as e:
             self.respond_local(ex, e.status, str(e))
@@ -471,9 +533,16 @@ class HttpRouter:
         if ex.via is not None:
             parts += (b"Via: ", b", ".join(ex.via), b", ", VIA_TOKEN, CRLF)
         else:
-            parts.append(b"Via: " + VIA_TOKEN + CRLF)
-        parts.append(self._route_extras(ex.route).headers(ex.client, ex.residual))  # type: ignore[arg-type]
-        parts += (b"l5d-reqid: ", request_id(), CRLF)
+            parts.append(_VIA_LINE)
+        route: Route = ex.route  # type: ignore[assignment]
+        extras: _RouteExtras = route.protocol_data or self._route_extras(route)
+        client, residual = ex.client, ex.residual
+        if client is extras.last_client and residual is extras.last_residual:
+            parts.append(extras.last_block)  # (extras.headers(), its common case inlined)
+        else:
+            parts.append(extras.headers(client, residual))  # type: ignore[arg-type]
+        # (request_id(), inlined)
+        parts += (b"l5d-reqid: ", _hexlify(_getrandbits(64).to_bytes(8, "big")), CRLF)
         if ex.trace is not None:
             parts.append(self.tracing.client_headers(ex.trace))  # type: ignore[union-attr]
         stamp = ex.conn.server.timestamp_header
@@ -561,7 +630,7 @@ class HttpRouter:
     def count_local(self, server: ServerRuntime, status: int) -> None:
         """Stats of a request refused before it became an exchange (malformed)."""
         stats = server.stats
-        stats.failures.value += 1
+        stats.counts.failures += 1
         stats.status(status).value += 1
 
     # -- responses -------------------------------------------------------------------------
@@ -624,7 +693,12 @@ class HttpRouter:
         if ex.timer is not None:  # the response has begun: deadlines no longer apply
             ex.timer.cancel()
             ex.timer = None
-        ex.conn.write(response_head_bytes(ex, up, status, ex.conn.clear_context))
+        conn = ex.conn
+        head = response_head_bytes(ex, up, status, conn.clear_context)
+        if conn.corked:
+            conn.out.append(head)  # (conn.write(), inlined)
+        else:
+            conn.write(head)
 
     # -- retries and timeouts ----------------------------------------------------------------
     def _retryable(self, ex: Exchange, up: UpstreamProtocol, status: int) -> bool:
@@ -744,13 +818,27 @@ class HttpRouter:
         if endpoint is not None:
             up.reusable = up.reusable and ex.request_complete and up.parser.should_keep_alive()
             endpoint.pool.release(up)
-        extras = self._route_extras(ex.route)  # type: ignore[arg-type]
-        success = extras.classifier.classify(ex.method, ex.status, ex.retryable_header) == _SUCCESS
+        route: Route = ex.route  # type: ignore[assignment]
+        extras: _RouteExtras = route.protocol_data or self._route_extras(route)
+        below = extras.success_below
+        success = (
+            ex.status < below
+            if below >= 0
+            else extras.classifier.classify(ex.method, ex.status, ex.retryable_header) == _SUCCESS
+        )
         if endpoint is not None:
             ex.endpoint = None
             endpoint.load -= 1
-            now = monotonic()
-            ex.client.record(endpoint, success, now, now - ex.attempt_start)  # type: ignore[union-attr]
+            client: Client = ex.client  # type: ignore[assignment]
+            if not (
+                success
+                and client.quiet_success
+                and not endpoint.failures
+                and not endpoint.dead_until
+                and not endpoint.probing
+            ):  # (otherwise record() would change nothing)
+                now = monotonic()
+                client.record(endpoint, success, now, now - ex.attempt_start)
             if ex.trace is not None:
                 self._trace_client(ex, endpoint, ex.status, None)
         self._finish(ex, success)
@@ -794,24 +882,46 @@ class HttpRouter:
         conn = ex.conn
         server = conn.server
         elapsed = (monotonic() - ex.start) * 1000
-        slot = bucket(elapsed)
+        slot = _native_bucket(elapsed) if _COMPILED else bucket(elapsed)
         stats = server.stats
-        (stats.success if success else stats.failures).value += 1
-        stats.latency.counts[slot] += 1
-        code = stats.codes.get(ex.status)
-        (code if code is not None else stats.status(ex.status)).value += 1
+        counts = stats.counts
+        if success:
+            counts.success += 1
+        else:
+            counts.failures += 1
+        counts.latency.counts[slot] += 1
+        tally = stats.codes.get(ex.status)
+        if tally is None:
+            tally = stats.status(ex.status)
+        tally.value += 1
         route = ex.route
-        if route is not None:
-            svc = route.service
-            (svc.success if success else svc.failures).value += 1
-            svc.latency.counts[slot] += 1
-            if route.retry_budget is not None:
-                svc.per_request.counts[bucket(max(ex.attempts - 1, 0))] += 1
         client = ex.client
+        extras: _RouteExtras | None = None
+        if route is not None:
+            extras = route.protocol_data  # (None if the exchange ended before a response)
+            if extras is not None:
+                sc = extras.service_counts
+                retries = extras.retries
+            else:
+                sc = route.service.counts
+                retries = route.retry_budget is not None
+            if success:
+                sc.success += 1
+            else:
+                sc.failures += 1
+            sc.latency.counts[slot] += 1
+            if retries:
+                route.service.per_request.counts[bucket(max(ex.attempts - 1, 0))] += 1
         if client is not None:
-            cs = client.stats
-            (cs.success if success else cs.failures).value += 1
-            cs.latency.counts[slot] += 1
+            last = (
+                extras.last_counts if extras is not None and client is extras.last_client else None
+            )
+            cc: _Counts = last if last is not None else client.stats.counts
+            if success:
+                cc.success += 1
+            else:
+                cc.failures += 1
+            cc.latency.counts[slot] += 1
         if not success:
             self._count_failure(ex)
         if ex.trace is not None:
@@ -859,8 +969,10 @@ class HttpRouter:
         self, ex: Exchange, endpoint: Endpoint, status: int, error: str | None
     ) -> None:
         trace: ServerTrace = ex.trace
-        if not trace.client_span:
-            return  # the attempt ended before its request head was built
+        if not trace.client_span or not trace.tracers:
+            # the attempt ended before its request head was built, or the request is not
+            # sampled (its trace only carries the decision upstream)
+            return
         now = time.time_ns() // 1000
         tags = {"http.method": ex.method.decode("latin-1"), "l5d.client": str(ex.client.id)}  # type: ignore[union-attr]
         if status:
@@ -889,6 +1001,8 @@ class HttpRouter:
     def _trace_server(self, ex: Exchange, success: bool) -> None:
         trace: ServerTrace = ex.trace
         ex.trace = None
+        if not trace.tracers:
+            return  # not sampled: nothing to record
         now = time.time_ns() // 1000
         target = ex.target.split(b"?", 1)[0].decode("latin-1")
         tags = {
@@ -958,15 +1072,42 @@ class HttpRouter:
 class _RouteExtras:
     """What the HTTP path caches per route: its classifier and ``l5d-dst-*`` header blocks."""
 
-    __slots__ = ("_blocks", "classifier", "ctx_header", "route", "service_header")
+    __slots__ = (
+        "_blocks",
+        "classifier",
+        "ctx_header",
+        "last_block",
+        "last_client",
+        "last_counts",
+        "last_residual",
+        "retries",
+        "route",
+        "service_counts",
+        "service_header",
+        "success_below",
+    )
 
     def __init__(self, route: Route) -> None:
         self.route = route
         cfg = route.policy.response_classifier
-        self.classifier: classifiers.Classifier = (
-            cfg.new_classifier() if cfg is not None else classifiers.DEFAULT  # type: ignore[attr-defined]
-        )
+        classifier = cfg.new_classifier() if cfg is not None else classifiers.DEFAULT  # type: ignore[attr-defined]
+        self.classifier: classifiers.Classifier = classifier
+        #: for a plain Classifier, a response is a success when its status is below this (so
+        #: the data path compares instead of calling classify); -1: call classify
+        self.success_below = -1
+        if type(classifier) is classifiers.Classifier:
+            self.success_below = 1 << 30 if classifier.all_successful else 500
         self._blocks: dict[tuple[int, Path | None], bytes] = {}
+        #: the last block handed out, by identity (the common case: one client, one residual;
+        #: the data path reads these before calling headers())
+        self.last_client: Client | None = None
+        self.last_residual: Path | None = None
+        self.last_block = b""
+        #: ``last_client.stats.counts``
+        self.last_counts: _Counts | None = None
+        #: ``route.service.counts``, and whether the service retries (its counts to update)
+        self.service_counts: _Counts = route.service.counts
+        self.retries = route.retry_budget is not None
         self.service_header = b"l5d-dst-service: " + str(route.path).encode() + CRLF
         self.ctx_header = (
             b"l5d-ctx-dtab: " + str(route.local_dtab).encode() + CRLF
@@ -975,6 +1116,8 @@ class _RouteExtras:
         )
 
     def headers(self, client: Client, residual: Path | None) -> bytes:
+        if client is self.last_client and residual is self.last_residual:
+            return self.last_block
         key = (id(client), residual)
         block = self._blocks.get(key)
         if block is None:
@@ -985,4 +1128,8 @@ class _RouteExtras:
             if len(self._blocks) > 1000:
                 self._blocks.clear()
             self._blocks[key] = block
+        self.last_client = client
+        self.last_residual = residual
+        self.last_block = block
+        self.last_counts = client.stats.counts
         return block
