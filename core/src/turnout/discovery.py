@@ -94,27 +94,14 @@ def reconnect_backoff(
     return stream
 
 
-class Watch:
-    """One key's watch: its address Var and what operators need to know about it."""
+class Freshness:
+    """How current a watched value is, for operators: when it last changed and was last
+    confirmed, the current run of errors. Shared by :class:`Watch` and by what plugins poll
+    besides addresses (Marathon's app list)."""
 
-    __slots__ = (
-        "error_since",
-        "errors",
-        "key",
-        "label",
-        "last_contact",
-        "last_error",
-        "last_update",
-        "task",
-        "updates",
-        "var",
-    )
+    __slots__ = ("error_since", "errors", "last_contact", "last_error", "last_update", "updates")
 
-    def __init__(self, key: Any, label: str) -> None:
-        self.key = key
-        self.label = label
-        self.var: Var[Addr] = Var(AddrPending)
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
         #: wall-clock times (``time.time()``) of the last change and the last good answer
         self.last_update: float | None = None
         self.last_contact: float | None = None
@@ -124,11 +111,58 @@ class Watch:
         self.updates = 0
         self.errors = 0
 
+    def answered(self, now: float) -> bool:
+        """The system answered; True when that ends a run of errors."""
+        self.last_contact = now
+        if self.error_since is None:
+            return False
+        self.error_since = None
+        return True
+
+    def changed(self, now: float) -> None:
+        """The value changed (after :meth:`answered`)."""
+        self.last_update = now
+        self.updates += 1
+
+    def failed(self, now: float, error: str) -> bool:
+        """An error; True when it starts a run of errors."""
+        self.last_error = error
+        self.errors += 1
+        if self.error_since is not None:
+            return False
+        self.error_since = now
+        return True
+
     def stale_seconds(self, now: float) -> float:
-        """How long the set has gone without confirmation (0 while the system answers)."""
+        """How long the value has gone without confirmation (0 while the system answers)."""
         if self.error_since is None or self.last_contact is None:
             return 0.0
         return max(now - self.last_contact, 0.0)
+
+    def freshness(self, now: float) -> dict[str, Any]:
+        """The ``/namer_state`` fields of this value."""
+        return {
+            "lastUpdate": self.last_update,
+            "lastContact": self.last_contact,
+            "lastError": self.last_error,
+            "errorSince": self.error_since,
+            "staleSeconds": round(self.stale_seconds(now), 3),
+            "updates": self.updates,
+            "errors": self.errors,
+        }
+
+
+class Watch(Freshness):
+    """One key's watch: its address Var and what operators need to know about it."""
+
+    __slots__ = ("key", "label", "task", "var")
+
+    def __init__(self, key: Any, label: str) -> None:
+        super().__init__()
+        self.key = key
+        self.label = label
+        self.var: Var[Addr] = Var(AddrPending)
+        self.task: asyncio.Task[None] | None = None
 
     def state(self, now: float) -> dict[str, Any]:
         addr = self.var.value
@@ -141,13 +175,7 @@ class Watch:
         return {
             "state": status,
             "addresses": addresses,
-            "lastUpdate": self.last_update,
-            "lastContact": self.last_contact,
-            "lastError": self.last_error,
-            "errorSince": self.error_since,
-            "staleSeconds": round(self.stale_seconds(now), 3),
-            "updates": self.updates,
-            "errors": self.errors,
+            **self.freshness(now),
             "watching": self.task is not None,
         }
 
@@ -278,14 +306,11 @@ class DiscoveryNamer(Namer, Generic[K]):
         def publish(addr: Addr) -> None:
             nonlocal backoffs
             now = time.time()
-            watch.last_contact = now
-            if watch.error_since is not None:
+            if watch.answered(now):
                 log.info("%s %s: answering again", self.kind, watch.label)
-                watch.error_since = None
                 backoffs = self.backoff()
             if addr != watch.var.value or type(addr) is not type(watch.var.value):
-                watch.last_update = now
-                watch.updates += 1
+                watch.changed(now)
                 if self._updates is not None:
                     self._updates.incr()
                 watch.var.update(addr)
@@ -303,8 +328,7 @@ class DiscoveryNamer(Namer, Generic[K]):
 
     def _failed(self, watch: Watch, error: str) -> None:
         now = time.time()
-        if watch.error_since is None:
-            watch.error_since = now
+        if watch.failed(now, error):
             serving = isinstance(watch.var.value, AddrBound)
             level = logging.WARNING if now - self._warned_at >= WARN_EVERY else logging.DEBUG
             if level == logging.WARNING:
@@ -317,8 +341,6 @@ class DiscoveryNamer(Namer, Generic[K]):
                 error,
                 "keeping the last good set" if serving else "no answer yet; requests fail fast",
             )
-        watch.last_error = error
-        watch.errors += 1
         if self._errors is not None:
             self._errors.incr()
         current = watch.var.value

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.discovery import DiscoveryNamer, Publish, reconnect_backoff
+from turnout.discovery import DiscoveryNamer, Freshness, Publish, reconnect_backoff
 from turnout.metrics import MetricsTree
 from turnout.naming import (
     Activity,
@@ -89,23 +89,13 @@ def match_app(path: Path, apps: AppIds) -> tuple[Path, int] | None:
     return None
 
 
-class AppList:
+class AppList(Freshness):
     """The polled ``GET /v2/apps`` answer and what operators need to know about it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.var: Var[Any] = Var(APPS_PENDING)
         self.task: asyncio.Task[None] | None = None
-        self.last_update: float | None = None
-        self.last_contact: float | None = None
-        self.last_error: str | None = None
-        self.error_since: float | None = None
-        self.updates = 0
-        self.errors = 0
-
-    def stale_seconds(self, now: float) -> float:
-        if self.error_since is None or self.last_contact is None:
-            return 0.0
-        return max(now - self.last_contact, 0.0)
 
     def state(self, now: float) -> dict[str, Any]:
         value = self.var.value
@@ -116,13 +106,7 @@ class AppList:
         return {
             "state": status,
             "appIds": ids,
-            "lastUpdate": self.last_update,
-            "lastContact": self.last_contact,
-            "lastError": self.last_error,
-            "errorSince": self.error_since,
-            "staleSeconds": round(self.stale_seconds(now), 3),
-            "updates": self.updates,
-            "errors": self.errors,
+            **self.freshness(now),
             "polling": self.task is not None,
         }
 
@@ -261,24 +245,18 @@ class MarathonNamer(DiscoveryNamer[Path]):
                 await asyncio.sleep(min(next(backoffs), self.next_ttl()))
                 continue
             now = time.time()
-            apps.last_contact = now
-            if apps.error_since is not None:
+            if apps.answered(now):
                 log.info("%s app list: answering again", self.kind)
-                apps.error_since = None
                 backoffs = self.backoff()
             if ids != apps.var.value:
-                apps.last_update = now
-                apps.updates += 1
+                apps.changed(now)
                 apps.var.update(ids)
             await asyncio.sleep(self.next_ttl())
 
     def _apps_failed(self, error: str) -> None:
         apps = self.apps
-        if apps.error_since is None:
-            apps.error_since = time.time()
+        if apps.failed(time.time(), error):
             log.warning("%s app list: %s (keeping the last good list)", self.kind, error)
-        apps.last_error = error
-        apps.errors += 1
         if self._apps_errors is not None:
             self._apps_errors.incr()
         if not isinstance(apps.var.value, frozenset):
