@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .loop import LoopThread
 from .net import LOCALHOST, free_port
 
 
@@ -149,8 +150,7 @@ class RecordingBackend:
         self.record_limit = record_limit
         self.connections: list[RecordedConnection] = []
         self.errors: list[str] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loops = LoopThread(f"backend-{name}", self._loop_error)
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -217,21 +217,9 @@ class RecordingBackend:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> RecordingBackend:
         """Start the server thread and wait until it listens."""
-        assert self._thread is None, "already started"
-        loop = self._loop = asyncio.new_event_loop()
-        loop.set_exception_handler(self._loop_error)
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name=f"backend-{self.name}", daemon=True)
-        self._thread.start()
-        ready.wait(timeout)
-        fut = asyncio.run_coroutine_threadsafe(self._listen(), loop)
-        fut.result(timeout)
+        assert self._loops.loop is None, "already started"
+        self._loops.start(timeout)
+        self._loops.call(self._listen(), timeout)
         return self
 
     async def _listen(self) -> None:
@@ -271,18 +259,11 @@ class RecordingBackend:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the server and every connection, stop the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if self._loops.loop is None:
             return
-        if thread.is_alive():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        if not loop.is_running():
-            loop.close()
-        self._loop = None
-        self._thread = None
+        with contextlib.suppress(Exception):
+            self._loops.call(self._shutdown(), timeout)
+        self._loops.close(timeout)
 
     async def _shutdown(self) -> None:
         if self._listener is not None:
@@ -298,7 +279,7 @@ class RecordingBackend:
         self._sockets.clear()
 
     def __enter__(self) -> RecordingBackend:
-        return self.start() if self._thread is None else self
+        return self.start() if self._loops.loop is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

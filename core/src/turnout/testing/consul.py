@@ -63,7 +63,6 @@ import signal as signals
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,6 +75,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .loop import LoopThread
 from .net import LOCALHOST, free_port, port_open
 
 __all__ = [
@@ -1503,12 +1503,10 @@ class ConsulDouble(_Controls):
         self.scheme = "https" if kw.get("tls_cert") is not None else "http"
         self._kw = kw
         self.server: ConsulServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loops = LoopThread(f"consul-double-{self.port}")
 
     def _run(self, coro: Any, timeout: float = 15.0) -> Any:
-        assert self._loop is not None, "not started"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self._loops.call(coro, timeout)
 
     def _control(self, op: str, **args: Any) -> Any:
         server = self.server
@@ -1521,20 +1519,8 @@ class ConsulDouble(_Controls):
 
     def start(self, timeout: float = 15.0) -> ConsulDouble:
         """Start the thread (first time) and listen (every time)."""
-        if self._thread is None:
-            loop = self._loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            self._thread = threading.Thread(
-                target=run, name=f"consul-double-{self.port}", daemon=True
-            )
-            self._thread.start()
-            ready.wait(timeout)
+        if self._loops.loop is None:
+            self._loops.start(timeout)
 
             async def make() -> ConsulServer:
                 return ConsulServer(host=self.host, port=self.port, **self._kw)
@@ -1547,7 +1533,7 @@ class ConsulDouble(_Controls):
     def stop(self, timeout: float = 15.0) -> None:
         """Stop listening and abort every connection; the state is kept (see
         :meth:`ConsulServer.stop`)."""
-        if self.server is not None and self._loop is not None:
+        if self.server is not None and self._loops.loop is not None:
             self._run(self.server.stop(), timeout)
 
     @property
@@ -1567,18 +1553,11 @@ class ConsulDouble(_Controls):
 
     def close(self, timeout: float = 15.0) -> None:
         """Stop and end the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if self._loops.loop is None:
             return
-        if thread.is_alive():
-            with contextlib.suppress(Exception):
-                self.stop(timeout)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        if not loop.is_running():
-            loop.close()
-        self._loop = None
-        self._thread = None
+        with contextlib.suppress(Exception):
+            self.stop(timeout)
+        self._loops.close(timeout)
 
     def __enter__(self) -> ConsulDouble:
         return self.start() if not self.listening else self

@@ -73,6 +73,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .loop import LoopThread
 from .net import LOCALHOST, free_port, wait_port
 
 __all__ = [
@@ -551,8 +552,7 @@ class KubeApiDouble:
         self._unhung: asyncio.Event | None = None
         self._watchers: set[_Watcher] = set()
         self._streams_opened = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loops = LoopThread("kube-api-double", self._loop_error)
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -564,21 +564,13 @@ class KubeApiDouble:
     def running(self) -> bool:
         return self._runner is not None
 
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loops.loop
+
     def start(self, timeout: float = 10.0) -> KubeApiDouble:
         """Start serving (again) on :attr:`port`."""
-        if self._loop is None:
-            loop = self._loop = asyncio.new_event_loop()
-            loop.set_exception_handler(self._loop_error)
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            self._thread = threading.Thread(target=run, name="kube-api-double", daemon=True)
-            self._thread.start()
-            ready.wait(timeout)
+        self._loops.start(timeout)
         if self._runner is None:
             self._call(self._serve(), timeout)
         return self
@@ -591,16 +583,11 @@ class KubeApiDouble:
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop serving and end the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if self._loop is None:
             return
         with contextlib.suppress(Exception):
             self.stop(timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        if not loop.is_running():
-            loop.close()
-        self._loop = self._thread = None
+        self._loops.close(timeout)
 
     def __enter__(self) -> KubeApiDouble:
         return self.start()
@@ -609,8 +596,7 @@ class KubeApiDouble:
         self.close()
 
     def _call(self, coro: Any, timeout: float = 10.0) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self._loops.call(coro, timeout)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         self.errors.append(str(context.get("exception") or context.get("message")))

@@ -57,6 +57,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .loop import LoopThread
 from .net import LOCALHOST, free_port
 
 TASK_RUNNING = "TASK_RUNNING"
@@ -237,8 +238,7 @@ class MarathonDouble:
         self._fail_status: int | None = None
         self._fail_count: int | None = None
         self._delay = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loops = LoopThread(f"marathon-{self.port}")
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
 
@@ -266,26 +266,15 @@ class MarathonDouble:
             return list(self._calls)
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loops.loop
+
     def start(self, timeout: float = 10.0) -> MarathonDouble:
         """Serve (again) on :attr:`port`; returns when it accepts connections."""
         if self._runner is not None:
             return self
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-            self._thread = threading.Thread(target=run, name=f"marathon-{self.port}", daemon=True)
-            self._thread.start()
-            if not ready.wait(timeout):
-                raise RuntimeError("the Marathon double's event loop did not start")
-            self._loop = loop
+        self._loops.start(timeout)
         self._call(self._serve(), timeout)
         return self
 
@@ -298,12 +287,7 @@ class MarathonDouble:
     def close(self, timeout: float = 10.0) -> None:
         """Stop serving and end the double's thread (idempotent)."""
         self.stop(timeout)
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout)
-                self._thread = None
+        self._loops.close(timeout)
 
     def __enter__(self) -> MarathonDouble:
         return self.start()
@@ -312,8 +296,7 @@ class MarathonDouble:
         self.close()
 
     def _call(self, coro: Any, timeout: float) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self._loops.call(coro, timeout)
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._middleware])

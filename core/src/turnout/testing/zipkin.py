@@ -9,7 +9,6 @@ port. Runs an aiohttp server on its own thread and event loop, on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .loop import ThreadedApp
 from .net import LOCALHOST, free_port
 
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -110,9 +110,7 @@ class ZipkinCollector:
         #: answer every POST with this status instead of 202 (fault tests); None: normal
         self.status: int | None = None
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = ThreadedApp("zipkin-collector", self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -144,38 +142,19 @@ class ZipkinCollector:
         return web.Response(status=202)
 
     def start(self, timeout: float = 10.0) -> ZipkinCollector:
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
+        def make_app() -> web.Application:
             app = web.Application()
             app.router.add_post("/api/v2/spans", self._post)
-            runner = self._runner = web.AppRunner(app, access_log=None)
-            try:
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-                loop.run_until_complete(site.start())
-            except BaseException as e:
-                failure.append(e)
-                started.set()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
+            return app
 
-        self._thread = threading.Thread(target=run, name="zipkin-collector", daemon=True)
-        self._thread.start()
-        if not started.wait(timeout) or failure:
-            raise RuntimeError(f"zipkin collector did not start: {failure}")
+        try:
+            self._server.start(make_app, timeout)
+        except Exception as e:
+            raise RuntimeError(f"zipkin collector did not start: {e!r}") from e
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-        self._loop = self._thread = None
+        self._server.stop(timeout)
 
     def wait_spans(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``n`` spans arrived; return them all (raise on timeout)."""

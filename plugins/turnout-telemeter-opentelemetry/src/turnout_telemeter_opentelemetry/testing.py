@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from turnout.testing.loop import ThreadedApp
 from turnout.testing.net import LOCALHOST, free_port
 
 #: the largest request the double accepts (the spec's recommended server limit)
@@ -387,8 +388,7 @@ class OtlpCollector:
         self.delay = 0.0
         self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedApp("otlp-collector", self.host, self.port)
 
     @property
     def endpoint(self) -> str:
@@ -486,40 +486,19 @@ class OtlpCollector:
         return web.json_response(answer)
 
     def start(self, timeout: float = 10.0) -> OtlpCollector:
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
+        def make_app() -> web.Application:
             app = web.Application(client_max_size=MAX_BODY)
             app.router.add_post("/v1/traces", self._post)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-            try:
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-                loop.run_until_complete(site.start())
-            except BaseException as e:
-                failure.append(e)
-                started.set()
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
+            return app
 
-        self._thread = threading.Thread(target=run, name="otlp-collector", daemon=True)
-        self._thread.start()
-        if not started.wait(timeout) or failure:
-            raise RuntimeError(f"OTLP collector did not start: {failure}")
+        try:
+            self._server.start(make_app, timeout)
+        except Exception as e:
+            raise RuntimeError(f"OTLP collector did not start: {e!r}") from e
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-        self._loop = self._thread = None
+        self._server.stop(timeout)
 
     def wait_spans(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``n`` spans arrived; return them all (raise on timeout)."""
