@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from typing import Any
 
 from aiohttp import web
 
-from .loop import ThreadedApp
-from .net import LOCALHOST, free_port
+from .collector import SpanCollector
 
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _HEX16_32 = re.compile(r"^([0-9a-f]{16}|[0-9a-f]{32})$")
@@ -98,19 +95,17 @@ def _endpoint_problems(endpoint: Any) -> list[str]:
     return out
 
 
-class ZipkinCollector:
+class ZipkinCollector(SpanCollector):
     """See the module docstring. ``spans`` holds every accepted span (dicts, in order)."""
 
+    path = "/api/v2/spans"
+    name = "zipkin collector"
+
     def __init__(self, port: int | None = None) -> None:
-        self.host = LOCALHOST
-        self.port = port or free_port()
-        self.spans: list[dict[str, Any]] = []
-        self.errors: list[str] = []
+        super().__init__(port)
         self.posts = 0
         #: answer every POST with this status instead of 202 (fault tests); None: normal
         self.status: int | None = None
-        self._lock = threading.Lock()
-        self._server = ThreadedApp("zipkin-collector", self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -140,34 +135,3 @@ class ZipkinCollector:
         with self._lock:
             self.spans.extend(batch)
         return web.Response(status=202)
-
-    def start(self, timeout: float = 10.0) -> ZipkinCollector:
-        def make_app() -> web.Application:
-            app = web.Application()
-            app.router.add_post("/api/v2/spans", self._post)
-            return app
-
-        try:
-            self._server.start(make_app, timeout)
-        except Exception as e:
-            raise RuntimeError(f"zipkin collector did not start: {e!r}") from e
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.stop(timeout)
-
-    def wait_spans(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Wait until at least ``n`` spans arrived; return them all (raise on timeout)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.spans) >= n:
-                    return list(self.spans)
-            time.sleep(0.02)
-        raise TimeoutError(f"{len(self.spans)} spans after {timeout}s, wanted {n}")
-
-    def __enter__(self) -> ZipkinCollector:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

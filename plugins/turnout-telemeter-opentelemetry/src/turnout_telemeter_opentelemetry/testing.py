@@ -27,14 +27,12 @@ import asyncio
 import base64
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from turnout.testing.loop import ThreadedApp
-from turnout.testing.net import LOCALHOST, free_port
+from turnout.testing.collector import SpanCollector
 
 #: the largest request the double accepts (the spec's recommended server limit)
 MAX_BODY = 20 << 20
@@ -366,17 +364,18 @@ class Export:
     spans: int  # spans in the request (valid or not)
 
 
-class OtlpCollector:
+class OtlpCollector(SpanCollector):
     """See the module docstring. ``spans`` holds every accepted span (dicts, in order), each
     with the resource attributes and scope it came with in ``resources`` and ``scopes``."""
 
+    path = "/v1/traces"
+    name = "OTLP collector"
+    max_body = MAX_BODY
+
     def __init__(self, port: int | None = None) -> None:
-        self.host = LOCALHOST
-        self.port = port or free_port()
-        self.spans: list[dict[str, Any]] = []
+        super().__init__(port)
         self.resources: list[dict[str, Any]] = []  # per span: its resource's attributes
         self.scopes: list[dict[str, Any]] = []  # per span: its scope
-        self.errors: list[str] = []
         self.exports: list[Export] = []
         #: answer every POST with this status instead of 200 (with ``retry_after``); None: normal
         self.status: int | None = None
@@ -387,8 +386,6 @@ class OtlpCollector:
         #: seconds to wait before answering
         self.delay = 0.0
         self._failures: list[tuple[int, str | None]] = []
-        self._lock = threading.Lock()
-        self._server = ThreadedApp("otlp-collector", self.host, self.port)
 
     @property
     def endpoint(self) -> str:
@@ -484,34 +481,3 @@ class OtlpCollector:
                 "errorMessage": self.reject_message,
             }
         return web.json_response(answer)
-
-    def start(self, timeout: float = 10.0) -> OtlpCollector:
-        def make_app() -> web.Application:
-            app = web.Application(client_max_size=MAX_BODY)
-            app.router.add_post("/v1/traces", self._post)
-            return app
-
-        try:
-            self._server.start(make_app, timeout)
-        except Exception as e:
-            raise RuntimeError(f"OTLP collector did not start: {e!r}") from e
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.stop(timeout)
-
-    def wait_spans(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Wait until at least ``n`` spans arrived; return them all (raise on timeout)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.spans) >= n:
-                    return list(self.spans)
-            time.sleep(0.02)
-        raise TimeoutError(f"{len(self.spans)} spans after {timeout}s, wanted {n}: {self.errors}")
-
-    def __enter__(self) -> OtlpCollector:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
