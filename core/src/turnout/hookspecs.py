@@ -270,8 +270,9 @@ def turnout_register_telemeters() -> type[TelemeterConfig] | Sequence[type[Telem
     :return: one or more subclasses of :class:`turnout.config.TelemeterConfig` that
         implement ``new_telemeter(self, ctx)``, returning a :class:`turnout.telemetry.Telemeter`:
         its ``admin_routes()`` join the admin server, ``run()`` runs in the background while
-        turnout serves, ``close()`` runs at shutdown, and a ``tracer()`` (a
-        :class:`turnout.tracing.Tracer` with a ``sample_rate`` and ``record(span)``) receives
+        turnout serves, ``close()`` runs at shutdown once ``run()`` has been cancelled, and a
+        ``tracer()`` (a :class:`turnout.tracing.Tracer` with a ``sample_rate`` and
+        ``record(span)``) receives
         the server and client spans of the requests it samples. ``record`` is called on the
         request path: queue the span and return.
 

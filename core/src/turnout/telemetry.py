@@ -40,4 +40,5 @@ class Telemeter:
         """Background work while turnout serves (cancelled at shutdown)."""
 
     async def close(self) -> None:
-        """Flush and release resources at shutdown (after the routers stopped)."""
+        """Flush and release resources at shutdown (after the routers stopped and
+        :meth:`run` was cancelled: nothing runs concurrently with it)."""
