@@ -521,7 +521,28 @@ def _too_old(requested: int, compacted: int) -> Obj:
 # ---------------------------------------------------------------------------------------------
 
 
-class KubeApiDouble:
+class _Editing:
+    """What both doubles (in-process and subprocess) offer on top of ``put_object``."""
+
+    def put_object(self, resource: str, obj: Mapping[str, Any]) -> Obj:
+        raise NotImplementedError
+
+    def set_endpoints(
+        self,
+        namespace: str,
+        name: str,
+        subsets: Iterable[Mapping[str, Any]] = (),
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> int:
+        """Create or replace an Endpoints object; returns its resourceVersion."""
+        obj = self.put_object(
+            "endpoints", endpoints_object(namespace, name, subsets, labels=labels)
+        )
+        return int(obj["metadata"]["resourceVersion"])
+
+
+class KubeApiDouble(_Editing):
     """The API double in a background thread (see the module docstring).
 
     :param port: where to listen on 127.0.0.1 (a free port by default; kept across restarts).
@@ -684,20 +705,6 @@ class KubeApiDouble:
     def delete_object(self, resource: str, namespace: str, name: str) -> Obj | None:
         """Delete an object (works while stopped); the deleted object or None."""
         return self.store.delete(resource, namespace, name)
-
-    def set_endpoints(
-        self,
-        namespace: str,
-        name: str,
-        subsets: Iterable[Mapping[str, Any]] = (),
-        *,
-        labels: Mapping[str, str] | None = None,
-    ) -> int:
-        """Create or replace an Endpoints object; returns its resourceVersion."""
-        obj = self.put_object(
-            "endpoints", endpoints_object(namespace, name, subsets, labels=labels)
-        )
-        return int(obj["metadata"]["resourceVersion"])
 
     def delete_endpoints(self, namespace: str, name: str) -> None:
         self.delete_object("endpoints", namespace, name)
@@ -1126,7 +1133,7 @@ async def _send(response: web.StreamResponse, event: Obj) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class KubeApiProcess:
+class KubeApiProcess(_Editing):
     """The double as a subprocess (``python -m turnout.testing.k8s``), for tests that kill the
     API server for real (SIGKILL by PID). With ``state_file``, objects and the
     resourceVersion survive a restart (an API server in front of the same etcd), but the
@@ -1211,19 +1218,6 @@ class KubeApiProcess:
                 obj,
             )
         )
-
-    def set_endpoints(
-        self,
-        namespace: str,
-        name: str,
-        subsets: Iterable[Mapping[str, Any]] = (),
-        *,
-        labels: Mapping[str, str] | None = None,
-    ) -> int:
-        obj = self.put_object(
-            "endpoints", endpoints_object(namespace, name, subsets, labels=labels)
-        )
-        return int(obj["metadata"]["resourceVersion"])
 
     def delete_endpoints(self, namespace: str, name: str) -> None:
         self._http("DELETE", f"/api/v1/namespaces/{namespace}/endpoints/{name}")
