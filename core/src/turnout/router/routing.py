@@ -414,6 +414,9 @@ class Route:
         self.last_used = time.monotonic()
         #: whatever the protocol caches per route (header blocks, classifier)
         self.protocol_data: Any = None
+        #: set by close(): the router no longer serves this route (evicted, idle or closing),
+        #: so a protocol that cached it must look the name up again
+        self.closed = False
         #: (client, residual) when the name is bound to exactly one bound name, else None:
         #: what ``choose()`` returns without choosing
         self.single: tuple[Client, Path] | None = None
@@ -512,6 +515,7 @@ class Route:
         await asyncio.wait_for(fut, timeout)
 
     def close(self) -> None:
+        self.closed = True
         if self._observation is not None:
             self._observation.close()
             self._observation = None

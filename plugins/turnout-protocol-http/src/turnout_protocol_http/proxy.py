@@ -113,8 +113,9 @@ _RESPONSE_SPECIAL: Final = {
 #: what a header name means, by its spelling as received: ``(lower-cased name, kind, b"Name: ")``
 #: (so that a request pays neither ``lower()`` nor these tests per header)
 _REQUEST_NAMES: Final[dict[bytes, tuple[bytes, int, bytes]]] = {}
-#: for responses: ``(lower-cased name if it needs a decision, else b"", b"Name: ")``
-_RESPONSE_NAMES: Final[dict[bytes, tuple[bytes, bytes]]] = {}
+#: for responses: ``(lower-cased name if it needs a decision, else b"", b"Name: ", kind)``
+#: (kind: ``_H_CL``, ``_H_CONNECTION``, another special kind, or ``_H_PLAIN``)
+_RESPONSE_NAMES: Final[dict[bytes, tuple[bytes, bytes, int]]] = {}
 _NAMES_LIMIT: Final = 4096
 #: longer names are classified each time rather than cached (the caches stay small)
 _NAME_CACHED: Final = 64
@@ -140,10 +141,12 @@ def _request_name(name: bytes) -> tuple[bytes, int, bytes]:
     return entry
 
 
-def _response_name(name: bytes) -> tuple[bytes, bytes]:
+def _response_name(name: bytes) -> tuple[bytes, bytes, int]:
     lname = name.lower()
-    special = lname in _RESPONSE_SPECIAL or lname[:4] == b"l5d-" or lname[:6] == b"proxy-"
-    entry = (lname if special else b"", name + b": ")
+    kind = _RESPONSE_SPECIAL.get(lname)
+    if kind is None:
+        kind = _H_L5D if lname[:4] == b"l5d-" else _H_PROXY if lname[:6] == b"proxy-" else _H_PLAIN
+    entry = (lname if kind != _H_PLAIN else b"", name + b": ", kind)
     if len(name) <= _NAME_CACHED:
         if len(_RESPONSE_NAMES) >= _NAMES_LIMIT:
             _RESPONSE_NAMES.clear()
@@ -197,6 +200,8 @@ class Exchange:
     # routing
     dst: Path | None = None
     route: Route | None = None
+    #: the route's runtime._RouteExtras (set with ``route``)
+    extras: Any = None
     client: Client | None = None
     residual: Path | None = None
     endpoint: Endpoint | None = None
@@ -633,9 +638,17 @@ class UpstreamProtocol:
         self.parser = httptools.HttpResponseParser(self)
         self.ex: Exchange | None = None
         self.reason = b""
-        #: forwarded response header lines, and the headers that need a decision
-        self.lines: list[bytes] = []
+        #: forwarded response header lines (after a place for the status line), and the
+        #: headers that need a decision (but Content-Length, and a plain Connection)
+        self.lines: list[bytes] = [b""]
         self.special: list[tuple[bytes, bytes, bytes]] | None = None
+        #: the last Content-Length value of the response
+        self.content_length: bytes | None = None
+        #: the last status line sent downstream, and what it was made of
+        self.sl_version = b""
+        self.sl_status = 0
+        self.sl_reason = b""
+        self.sl_line = b""
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.in_body = False
         self.eof_ends_body = False
@@ -734,8 +747,9 @@ class UpstreamProtocol:
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.lines = []
+        self.lines = [b""]  # ([0]: the status line's place, see response_head_bytes)
         self.special = None
+        self.content_length = None
         self.trailers = None
         self.in_body = False
         self.reason = b""
@@ -755,13 +769,17 @@ class UpstreamProtocol:
         entry = _RESPONSE_NAMES.get(name)
         if entry is None:
             entry = _response_name(name)
-        lname = entry[0]
-        if lname:  # a header that needs a decision (see response_head_bytes)
+        kind = entry[2]
+        if kind == _H_PLAIN:
+            self.lines.append(entry[1] + value + CRLF)
+        elif kind == _H_CL:
+            self.content_length = value  # (the last one counts)
+        elif kind == _H_CONNECTION and (value == b"keep-alive" or value == b"close"):
+            pass  # names no header to drop (the framing of this hop is llhttp's)
+        else:  # a header that needs a decision (see response_head_bytes)
             if self.special is None:
                 self.special = []
-            self.special.append((lname, name, value))
-        else:
-            self.lines.append(entry[1] + value + CRLF)
+            self.special.append((entry[0], name, value))
 
     def on_headers_complete(self) -> None:
         ex: Exchange = self.ex  # type: ignore[assignment]
@@ -965,20 +983,32 @@ def _status_line(version: bytes, status: int, reason_phrase: bytes) -> bytes:
 def response_head_bytes(
     ex: Exchange, up: UpstreamProtocol, status: int, clear_context: bool
 ) -> bytes:
-    """The head sent downstream: status line, end-to-end headers, framing, Via."""
-    head = _status_line(ex.version, status, up.reason or reason(status))
-    content_length: bytes | None = None
+    """The head sent downstream: status line, end-to-end headers, framing, Via.
+
+    (Builds it in ``up.lines``, whose first item is the status line's place.)"""
+    version = ex.version
+    phrase = up.reason
+    if status == up.sl_status and version is up.sl_version and phrase == up.sl_reason:
+        head = up.sl_line  # (the same status line as this connection's last response)
+    else:
+        head = _status_line(version, status, phrase or reason(status))
+        up.sl_status = status
+        up.sl_version = version
+        up.sl_reason = phrase
+        up.sl_line = head
+    content_length = up.content_length
     chunked = False
     te_codings: bytes | None = None  # codings before the final "chunked" (gzip...)
     via: bytes | None = None
-    extra: list[bytes] = []
-    if up.special is not None:
+    extra: list[bytes] | None = None
+    lines = up.lines
+    special = up.special
+    if special is not None:
+        extra = []
         remove: set[bytes] = set()
-        for lname, name, value in up.special:
+        for lname, name, value in special:
             kind = _RESPONSE_SPECIAL.get(lname)
-            if kind == _H_CL:
-                content_length = value
-            elif kind == _H_TE:
+            if kind == _H_TE:
                 codings = [c.strip() for c in value.lower().split(b",") if c.strip()]
                 chunked = bool(codings) and codings[-1] == b"chunked"
                 if chunked and len(codings) > 1:
@@ -999,17 +1029,25 @@ def response_head_bytes(
                     extra.append(name + b": " + value + CRLF)
             # the other special headers are hop-by-hop: dropped
         if remove:  # the Connection header named more headers to drop
-            up.lines = [x for x in up.lines if x[: x.index(b":")].lower() not in remove]
+            lines = up.lines = [b""] + [
+                x for x in lines[1:] if x[: x.index(b":")].lower() not in remove
+            ]
             extra = [x for x in extra if x[: x.index(b":")].lower() not in remove]
-    via_line = b"Via: " + via + b", " + VIA_TOKEN + CRLF if via else _VIA_LINE
-    lines = [head, *up.lines, *extra, via_line]
+        if extra:
+            lines += extra
+    lines[0] = head
+    lines.append(b"Via: " + via + b", " + VIA_TOKEN + CRLF if via else _VIA_LINE)
     if ex.head_only or status == 204 or status == 304:
         if content_length is not None and ex.head_only:
-            lines += (b"Content-Length: ", content_length, CRLF)
+            lines.append(b"Content-Length: ")
+            lines.append(content_length)
+            lines.append(CRLF)
         up.eof_ends_body = False
     elif content_length is not None and not chunked:
-        lines += (b"Content-Length: ", content_length, CRLF)
-    elif ex.version == b"1.1":
+        lines.append(b"Content-Length: ")
+        lines.append(content_length)
+        lines.append(CRLF)
+    elif version == b"1.1":
         # chunked upstream, or a body delimited by the upstream closing: chunk it downstream
         if te_codings is not None:  # the body stays in its other codings; only chunking is redone
             lines += (b"Transfer-Encoding: ", te_codings, b", chunked\r\n")
@@ -1026,7 +1064,7 @@ def response_head_bytes(
     if not ex.keep_alive or ex.response_close:
         lines.append(b"Connection: close\r\n")
         ex.response_close = True
-    elif ex.version == b"1.0":
+    elif version == b"1.0":
         lines.append(b"Connection: keep-alive\r\n")
     lines.append(CRLF)
     return b"".join(lines)

@@ -214,6 +214,11 @@ class HttpRouter:
             and first.lname == b"host"
             else None
         )
+        #: with that identifier, routes without a local dtab by Host: ``(name, route)``
+        #: (no Path to hash per request; an entry whose route was closed is looked up again)
+        self._host_routes: dict[bytes, tuple[Path, Route]] | None = (
+            {} if self._host_cache is not None else None
+        )
         #: the linker's tracers, or None: then nothing on the request path traces
         self.tracing: Tracing | None = ctx.linker.tracing if ctx.linker is not None else None
         self.binding_timeout = config.binding_timeout_ms / 1000
@@ -348,29 +353,61 @@ class HttpRouter:
                 raise BadRequest(
                     400, f"Maximum number of calls ({server.max_call_depth}) exceeded: loop?"
                 )
-            cache = self._host_cache
-            dst = cache.get(ex.host) if cache is not None and ex.host is not None else None  # type: ignore[arg-type]
-            if dst is None:
-                dst = self.identify(ex)
-                if dst is None:
-                    raise BadRequest(400, "Unable to identify request: no identifier could name it")
-            local = (
-                self.local_dtab(ex)
-                if ex.dtab_ctx is not None or ex.dtab_user is not None
-                else _EMPTY_DTAB
-            )
+            host = ex.host
+            host_routes = self._host_routes
+            cached: tuple[Path, Route] | None = None
+            if (
+                host_routes is not None
+                and host is not None
+                and ex.dtab_ctx is None
+                and ex.dtab_user is None
+            ):
+                cached = host_routes.get(host)
+                if cached is not None and cached[1].closed:
+                    cached = None
+            if cached is None:
+                cache = self._host_cache
+                found = cache.get(host) if cache is not None and host is not None else None  # type: ignore[arg-type]
+                if found is None:
+                    found = self.identify(ex)
+                    if found is None:
+                        raise BadRequest(
+                            400, "Unable to identify request: no identifier could name it"
+                        )
+                dst = found
+                local = (
+                    self.local_dtab(ex)
+                    if ex.dtab_ctx is not None or ex.dtab_user is not None
+                    else _EMPTY_DTAB
+                )
         except BadRequest as e:
             self.respond_local(ex, e.status, str(e))
             return
-        ex.dst = dst
-        if self.tracing is not None:
-            self._trace_start(ex, self.tracing)
-        route = (self.core.plain.get(dst) if local is _EMPTY_DTAB else None) or self.core.route(
-            dst, local
-        )
+        if cached is not None:
+            # (what identify() and core.route() find, without hashing a Path)
+            dst, route = cached
+            ex.dst = dst
+            if self.tracing is not None:
+                self._trace_start(ex, self.tracing)
+        else:
+            ex.dst = dst
+            if self.tracing is not None:
+                self._trace_start(ex, self.tracing)
+            route = (self.core.plain.get(dst) if local is _EMPTY_DTAB else None) or self.core.route(
+                dst, local
+            )
+            if host_routes is not None and local is _EMPTY_DTAB and host is not None:
+                if len(host_routes) > 10_000:
+                    host_routes.clear()
+                host_routes[host] = (dst, route)
+        self._routed(ex, conn, route)
+
+    def _routed(self, ex: Exchange, conn: ServerProtocol, route: Route) -> None:
         route.last_used = conn.now
         ex.route = route
-        if route.retry_budget is not None and ex.has_body and not ex.chunked:
+        extras: _RouteExtras = route.protocol_data or self._route_extras(route)
+        ex.extras = extras
+        if extras.retries and ex.has_body and not ex.chunked:
             length = ex.content_length
             limit = self.replay_limit
             if length is not None and length.strip().isdigit() and int(length) <= limit:
@@ -448,7 +485,8 @@ class HttpRouter:
         if pool.status is not None:  # /$/io.buoyant.http.status/<code>
             self.respond_local(ex, pool.status, "", l5d_err=False)
             return
-        if ex.route.total_timeout is not None or ex.client.attempt_timeout is not None:  # type: ignore[union-attr]
+        extras: _RouteExtras = ex.extras
+        if extras.total_timeout is not None or ex.client.attempt_timeout is not None:  # type: ignore[union-attr]
             self._arm(ex, now)
         head = self._request_head(ex, pool)
         idle = pool.idle
@@ -534,15 +572,16 @@ class HttpRouter:
             parts += (b"Via: ", b", ".join(ex.via), b", ", VIA_TOKEN, CRLF)
         else:
             parts.append(_VIA_LINE)
-        route: Route = ex.route  # type: ignore[assignment]
-        extras: _RouteExtras = route.protocol_data or self._route_extras(route)
+        extras: _RouteExtras = ex.extras
         client, residual = ex.client, ex.residual
         if client is extras.last_client and residual is extras.last_residual:
             parts.append(extras.last_block)  # (extras.headers(), its common case inlined)
         else:
             parts.append(extras.headers(client, residual))  # type: ignore[arg-type]
         # (request_id(), inlined)
-        parts += (b"l5d-reqid: ", _hexlify(_getrandbits(64).to_bytes(8, "big")), CRLF)
+        parts.append(b"l5d-reqid: ")
+        parts.append(_hexlify(_getrandbits(64).to_bytes(8, "big")))
+        parts.append(CRLF)
         if ex.trace is not None:
             parts.append(self.tracing.client_headers(ex.trace))  # type: ignore[union-attr]
         stamp = ex.conn.server.timestamp_header
@@ -682,8 +721,8 @@ class HttpRouter:
                 head = b"HTTP/1.1 %d %s\r\n" % (status, up.reason or reason(status))
                 ex.conn.write(head + b"".join(up.lines) + CRLF)
             return
-        route: Route = ex.route  # type: ignore[assignment]
-        if route.retry_budget is not None and self._retryable(ex, up, status):
+        extras: _RouteExtras = ex.extras
+        if extras.retries and self._retryable(ex, up, status):
             ex.status = status
             self._release_endpoint(ex, success=False)
             up.reusable = False
@@ -818,8 +857,7 @@ class HttpRouter:
         if endpoint is not None:
             up.reusable = up.reusable and ex.request_complete and up.parser.should_keep_alive()
             endpoint.pool.release(up)
-        route: Route = ex.route  # type: ignore[assignment]
-        extras: _RouteExtras = route.protocol_data or self._route_extras(route)
+        extras: _RouteExtras = ex.extras
         below = extras.success_below
         success = (
             ex.status < below
@@ -898,7 +936,7 @@ class HttpRouter:
         client = ex.client
         extras: _RouteExtras | None = None
         if route is not None:
-            extras = route.protocol_data  # (None if the exchange ended before a response)
+            extras = ex.extras  # (set with ex.route)
             if extras is not None:
                 sc = extras.service_counts
                 retries = extras.retries
@@ -1085,6 +1123,7 @@ class _RouteExtras:
         "service_counts",
         "service_header",
         "success_below",
+        "total_timeout",
     )
 
     def __init__(self, route: Route) -> None:
@@ -1108,6 +1147,8 @@ class _RouteExtras:
         #: ``route.service.counts``, and whether the service retries (its counts to update)
         self.service_counts: _Counts = route.service.counts
         self.retries = route.retry_budget is not None
+        #: ``route.total_timeout``
+        self.total_timeout: float | None = route.total_timeout
         self.service_header = b"l5d-dst-service: " + str(route.path).encode() + CRLF
         self.ctx_header = (
             b"l5d-ctx-dtab: " + str(route.local_dtab).encode() + CRLF
