@@ -210,6 +210,35 @@ def test_close_stops_every_watch():
     asyncio.run(main())
 
 
+class SwallowingNamer(FakeNamer):
+    """A watch whose client library turns a cancellation into its own error (as dnspython's
+    resolver may while a query is in flight)."""
+
+    async def watch(self, key, publish):
+        self.system.running += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("all nameservers failed") from None
+        finally:
+            self.system.running -= 1
+
+
+def test_close_ends_a_watch_whose_client_swallows_the_cancellation():
+    async def main():
+        system = System()
+        namer = SwallowingNamer(system)
+        observation = namer.lookup(Path.read("/web")).observe(lambda _: None)
+        await settle()
+        assert system.running == 1
+        await asyncio.wait_for(namer.close(), 2)  # before: retried forever, close() hung
+        assert system.running == 0 and system.closed
+        assert all(t.done() for t in namer._tasks) or not namer._tasks
+        observation.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("path", ["/web", "/web/a/b"])
 def test_the_same_activity_for_the_same_path(path):
     namer = FakeNamer(System())

@@ -39,7 +39,6 @@ is what marks the set fresh.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -77,6 +76,15 @@ MAX_WATCHES = 10_000
 #: at most one WARNING per namer in this many seconds about failing watches (others: DEBUG)
 WARN_EVERY = 30.0
 Publish = Callable[[Addr], None]
+#: seconds close() waits for cancelled watches to end
+CLOSE_TIMEOUT = 5.0
+
+
+def cancelled() -> bool:
+    """Whether the current task has been asked to stop, even if a library caught the
+    CancelledError (some client libraries turn it into their own error)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def reconnect_backoff(
@@ -322,6 +330,8 @@ class DiscoveryNamer(Namer, Generic[K]):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # any failure of the system or its client
+                if cancelled():  # a client library turned our cancellation into an error
+                    raise asyncio.CancelledError from e
                 error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             self._failed(watch, error)
             await asyncio.sleep(next(backoffs))
@@ -383,7 +393,14 @@ class DiscoveryNamer(Namer, Generic[K]):
             watch.task = None
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # bounded: a watch stuck in a client library must not hold up the shutdown
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            if pending:
+                log.warning(
+                    "%s: %d watch(es) did not stop in %.0f s",
+                    self.kind,
+                    len(pending),
+                    CLOSE_TIMEOUT,
+                )
         await self.shutdown()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.discovery import DiscoveryNamer, Freshness, Publish, reconnect_backoff
+from turnout.discovery import DiscoveryNamer, Freshness, Publish, cancelled, reconnect_backoff
 from turnout.metrics import MetricsTree
 from turnout.naming import (
     Activity,
@@ -241,6 +241,8 @@ class MarathonNamer(DiscoveryNamer[Path]):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # any failure of Marathon or of the client
+                if cancelled():  # the client turned our cancellation into an error
+                    raise asyncio.CancelledError from e
                 self._apps_failed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                 await asyncio.sleep(min(next(backoffs), self.next_ttl()))
                 continue
