@@ -17,8 +17,8 @@ import pytest
 if importlib.util.find_spec("turnout_namer_consul") is None:  # a checkout without install
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from turnout.testing.consul import ConsulDouble, ConsulDoubleProcess
 from turnout.testing.pytest_plugin import *  # noqa: F403
+from turnout_namer_consul.testing import ConsulDouble, ConsulDoubleProcess
 
 
 @pytest.fixture

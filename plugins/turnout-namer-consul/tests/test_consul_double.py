@@ -1,4 +1,4 @@
-"""The Consul API double (turnout.testing.consul) against Consul's documented behaviour, with
+"""The Consul API double (turnout_namer_consul.testing) against Consul's documented behaviour, with
 python-consul2's asyncio client used unchanged, and over raw HTTP."""
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ import consul
 import consul.aio
 import pytest
 from turnout.testing import wait_until
-from turnout.testing.consul import ConsulDouble, parse_wait
+from turnout_namer_consul.testing import ConsulDouble, parse_wait
 
 #: python-consul2's aio.HTTPClient.__del__ warns whatever happened (see components.md §1)
+#: how much earlier than its nominal time a timer may seem to fire, measured from here: another
+#: loop (another thread or process) may round its clock to the millisecond
+EARLY = 0.01
+
 STOCK_CLIENT_NOISE = "ignore:Unclosed connector in aio.Consul.HTTPClient:ResourceWarning"
 
 
@@ -115,12 +119,12 @@ def test_stock_python_consul2_client(consul_double):
         new_index, nodes = await c.catalog.service("web", index=index, wait="10s")
         await task
         assert int(new_index) > int(index) and len(nodes) == 1
-        assert 0.25 < time.monotonic() - started < 5
+        assert 0.25 < time.monotonic() - started < 8  # not the 10 s wait
         # ...or after `wait` with the same index and body
         started = time.monotonic()
         same_index, same = await c.catalog.service("web", index=new_index, wait="300ms")
         assert same_index == new_index and same == nodes
-        assert 0.3 <= time.monotonic() - started < 3
+        assert 0.3 - EARLY <= time.monotonic() - started < 8
         with pytest.raises(consul.ConsulException, match="No path to datacenter"):
             await c.catalog.service("web", dc="dc9")
         _, consistent = await c.catalog.service("web", consistency="consistent", dc="dc1")
@@ -278,11 +282,11 @@ def test_blocking_query_parameters(consul_double):
     # index 0 never blocks; a future index blocks for `wait`
     started = time.monotonic()
     assert http(double, "GET", "/v1/catalog/services?index=0&wait=5s")[0] == 200
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # not the 5 s wait
     started = time.monotonic()
     status, headers, _ = http(double, "GET", f"/v1/catalog/services?index={index}&wait=200ms")
     assert status == 200 and int(headers["X-Consul-Index"]) == index
-    assert 0.2 <= time.monotonic() - started < 3  # 200 ms plus up to 1/16 of jitter
+    assert 0.2 - EARLY <= time.monotonic() - started < 8  # 200 ms plus up to 1/16 of jitter
 
 
 @pytest.mark.integration
@@ -295,7 +299,7 @@ def test_faults(consul_double):
     double.delay(0.3, count=1, path="/v1/catalog/")
     started = time.monotonic()
     assert http(double, "GET", "/v1/catalog/services")[0] == 200
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.3 - EARLY
     double.drop(count=1)
     with pytest.raises((ConnectionError, urllib.error.URLError, OSError)):
         http(double, "GET", "/v1/catalog/services")
@@ -361,7 +365,7 @@ def test_subprocess_double_survives_kill_with_its_data(consul_process):
 @pytest.mark.integration
 def test_server_in_the_tests_own_loop():
     import aiohttp
-    from turnout.testing.consul import ConsulServer
+    from turnout_namer_consul.testing import ConsulServer
 
     async def main():
         server = await ConsulServer().start()

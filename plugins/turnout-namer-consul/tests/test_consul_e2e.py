@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from turnout.testing import free_port, http_request, wait_until
-from turnout.testing.consul import ConsulDouble
+from turnout_namer_consul.testing import ConsulDouble
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

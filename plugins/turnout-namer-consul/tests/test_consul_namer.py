@@ -15,13 +15,13 @@ import pytest
 from turnout.metrics import MetricsTree
 from turnout.naming import AddrBound, AddrFailed, Leaf, Neg, Ok, Path, Pending
 from turnout.naming.addr import WEIGHT_KEY
-from turnout.testing.consul import ConsulDouble
 from turnout_namer_consul.namer import (
     AUTHORITY_KEY,
     NODE_META_KEY,
     SERVICE_META_KEY,
     ConsulNamer,
 )
+from turnout_namer_consul.testing import ConsulDouble
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 if importlib.util.find_spec("turnout_namer_dnssrv") is None:  # a checkout without pip install
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from turnout.testing.bind import BindServer
 from turnout.testing.pytest_plugin import *  # noqa: F403
+from turnout_namer_dnssrv.testing import BindServer
 
 BindFactory = Callable[..., BindServer]
 

@@ -1,5 +1,5 @@
-"""The BIND 9 test helper itself (``turnout.testing.bind``): start, dynamic updates, kill and
-restart with the journal, a busy port, clean-up by PID."""
+"""The BIND 9 test helper itself (``turnout_namer_dnssrv.testing``): start, dynamic updates,
+kill and restart with the journal, a busy port, clean-up by PID."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 
 import dns.rcode
 import pytest
-from turnout.testing.bind import BindServer
+from turnout_namer_dnssrv.testing import BindServer
 
 pytestmark = [pytest.mark.integration]
 

@@ -228,13 +228,15 @@ def test_record_changes_are_seen_within_the_refresh_interval(web):
         took = await change(
             lambda: web.replace_srv("_http._tcp.web", [(0, 1, 7070, "c")]), ["127.0.0.13:7070*1"]
         )
-        assert took < 1.0 + 2.0  # one refresh interval, plus slack for a loaded machine
+        # one refresh interval (1 s), plus slack for a loaded machine; still below the 5 s
+        # default, so it is the configured interval that applies
+        assert took < 4.5
         # the target's address changes (its A record, not the SRV record)
         took = await change(lambda: web.replace_a("c", "127.0.0.14"), ["127.0.0.14:7070*1"])
-        assert took < 1.0 + 2.0
+        assert took < 4.5
         # no SRV record left: Neg
         took = await change(lambda: web.delete_srv("_http._tcp.web"), [])
-        assert act.value == Ok(Neg) and took < 1.0 + 2.0
+        assert act.value == Ok(Neg) and took < 4.5
         obs.close()
         await namer.close()
 
@@ -400,7 +402,7 @@ def test_inet_host_is_resolved_again_when_its_ttl_runs_out(web):
         web.replace_a("host", "127.0.0.22", ttl=1)
         start = time.monotonic()
         assert await until(lambda: hosts() == ["127.0.0.22"])
-        assert time.monotonic() - start < 1 + 2  # the 1 s TTL, plus slack
+        assert time.monotonic() - start < 1 + 9  # the 1 s TTL plus slack, not the 60 s refresh
         # deleted: NXDOMAIN after a good answer keeps the last good addresses (the inet
         # resolver's rule against flapping), and the lookups go on at the TTL-less pace
         web.delete_name("host")

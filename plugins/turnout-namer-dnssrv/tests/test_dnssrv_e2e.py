@@ -97,7 +97,8 @@ def test_srv_records_route_weight_move_and_survive_an_outage(
     bind.replace_srv("_http._tcp.web", [(0, 5, c.port, "c"), (1, 1, a.port, "a")])
     start = time.monotonic()
     assert wait_until(lambda: answered_by(proxy.port) == "c", timeout=20)
-    assert time.monotonic() - start < 1 + 3  # refresh interval, plus slack for a loaded box
+    # the refresh interval (1 s), plus slack for a loaded box; below the 5 s default
+    assert time.monotonic() - start < 4.5
     assert served_by(proxy.port, 50) == {"c": 50}  # priority 1 (a) is a backup only
 
     # named killed: the last good set keeps serving; staleness and the error are visible

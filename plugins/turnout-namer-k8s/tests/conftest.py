@@ -16,8 +16,8 @@ import pytest
 if importlib.util.find_spec("turnout_namer_k8s") is None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from turnout.testing.k8s import KubeApiDouble
 from turnout.testing.pytest_plugin import *  # noqa: F403
+from turnout_namer_k8s.testing import KubeApiDouble
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from turnout.naming import AddrBound, Address, AddrNeg
-from turnout.testing.k8s import endpoint_subset, endpoints_object, service_object, subsets_for
 from turnout_namer_k8s.model import ServiceKey, select, target_port
+from turnout_namer_k8s.testing import endpoint_subset, endpoints_object, service_object, subsets_for
 
 NAMED = ServiceKey("default", "http", "web")
 

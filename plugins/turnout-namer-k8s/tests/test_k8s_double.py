@@ -1,4 +1,4 @@
-"""The Kubernetes API double itself (turnout.testing.k8s), against what the Kubernetes API
+"""The Kubernetes API double itself (turnout_namer_k8s.testing), against what the Kubernetes API
 documentation specifies: object and list shapes, Status errors, resourceVersions, watches
 (replay, synthetic ADDED, selector transitions, 410, bookmarks, timeouts) and test controls."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from turnout.testing import free_port
-from turnout.testing.k8s import KubeApiDouble, KubeApiProcess, endpoint_subset, subsets_for
+from turnout_namer_k8s.testing import KubeApiDouble, KubeApiProcess, endpoint_subset, subsets_for
 
 EP = "/api/v1/namespaces/default/endpoints"
 

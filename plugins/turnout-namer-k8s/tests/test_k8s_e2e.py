@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from turnout.testing import RecordingBackend, free_port, http_request, wait_until
-from turnout.testing.k8s import KubeApiDouble, subsets_for
+from turnout_namer_k8s.testing import KubeApiDouble, subsets_for
 
 pytestmark = pytest.mark.integration
 

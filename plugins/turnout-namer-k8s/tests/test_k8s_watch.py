@@ -19,8 +19,8 @@ import pytest
 from turnout.metrics import MetricsTree
 from turnout.naming import AddrBound, AddrFailed, Neg, Ok, Path, Pending
 from turnout.testing import free_port
-from turnout.testing.k8s import KubeApiDouble, KubeApiProcess, endpoint_subset, subsets_for
 from turnout_namer_k8s.namer import K8sNamer, K8sNsNamer
+from turnout_namer_k8s.testing import KubeApiDouble, KubeApiProcess, endpoint_subset, subsets_for
 
 PREFIX = Path.read("/#/io.l5d.k8s")
 #: generous bound for anything that should take milliseconds (a loaded 2-CPU machine)

@@ -16,8 +16,8 @@ if importlib.util.find_spec("turnout_namer_marathon") is None:  # a checkout not
 # marathon_test_helpers (run, eventually...) is imported by the test modules
 sys.path.insert(0, str(Path(__file__).parent))
 
-from turnout.testing.marathon import MarathonDouble
 from turnout.testing.pytest_plugin import *  # noqa: F403
+from turnout_namer_marathon.testing import MarathonDouble
 
 DoubleFactory = Callable[..., MarathonDouble]
 

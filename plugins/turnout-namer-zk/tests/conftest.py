@@ -11,7 +11,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 from turnout.testing.pytest_plugin import *  # noqa: F403
-from turnout.testing.zookeeper import ZooKeeperServer
+from turnout_namer_zk.testing import ZooKeeperServer
 
 ZkFactory = Callable[..., ZooKeeperServer]
 

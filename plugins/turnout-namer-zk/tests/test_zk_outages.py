@@ -15,9 +15,8 @@ import pytest
 from kazoo.client import KazooClient
 from turnout.metrics import MetricsTree
 from turnout.naming import Addr, AddrBound, AddrFailed, Path
-from turnout.testing.zookeeper import expire_session
 from turnout_namer_zk.namer import CONNECT_TIMEOUT, ServersetsNamer
-from turnout_namer_zk.testing import addr_of, member_json, ports, register, wait_for
+from turnout_namer_zk.testing import addr_of, expire_session, member_json, ports, register, wait_for
 
 pytestmark = [pytest.mark.integration]
 

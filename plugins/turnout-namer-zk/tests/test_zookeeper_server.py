@@ -1,4 +1,4 @@
-"""The test ZooKeeper itself (``turnout.testing.zookeeper``): ready when it serves, killed by
+"""The test ZooKeeper itself (``turnout_namer_zk.testing``): ready when it serves, killed by
 PID, restarted with its data and sessions, four-letter words, forced session expiry."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 import pytest
 from kazoo.client import KazooClient, KazooState
 from turnout.testing import wait_until
-from turnout.testing.zookeeper import ZooKeeperServer, expire_session
+from turnout_namer_zk.testing import ZooKeeperServer, expire_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from turnout.testing import DiscoDir, TurnoutProcess, free_port
 from turnout.testing.pytest_plugin import *  # noqa: F403
-from turnout.testing.zipkin import ZipkinCollector
+from turnout_telemeter_zipkin.testing import ZipkinCollector
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 from turnout.testing import http_request, wait_until
-from turnout.testing.zipkin import ZipkinCollector, span_problems
 from turnout.tracing import Span
 from turnout_telemeter_zipkin.telemeter import ZipkinConfig, ZipkinTelemeter, span_json
+from turnout_telemeter_zipkin.testing import ZipkinCollector, span_problems
 
 TRACE = "463ac35c9f6413ad48485a3953bb6124"
 SPAN = "a2fb4a1d1a96d312"

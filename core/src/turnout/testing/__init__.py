@@ -1,7 +1,18 @@
-"""Helpers for end-to-end tests that run real processes: turnout started from YAML, nginx
-and recording Python backends, raw HTTP/1.1 clients. For turnout's own tests and for
-plugins' tests (``from turnout.testing import ...``); the pytest fixtures are in
-:mod:`turnout.testing.pytest_plugin`.
+"""The testing kit for turnout's own tests and for plugins' tests: turnout started from YAML,
+nginx and recording Python backends, raw HTTP/1.1 clients, ports and bounded waits
+(``from turnout.testing import ...``); one config entry read as ``turnout check`` does
+(:mod:`turnout.testing.config`); an aiohttp application on its own thread
+(:mod:`turnout.testing.loop`); the protocol-neutral base of span collector doubles
+(:mod:`turnout.testing.collector`); pytest fixtures (:mod:`turnout.testing.pytest_plugin`).
+
+The rule: a double of an outside system lives in the plugin that talks to that system, as
+``<package>.testing``; ``turnout.testing`` holds only what every plugin author needs. So the
+Consul, Kubernetes and Marathon API doubles, the BIND 9 and ZooKeeper servers, the Zipkin
+and OTLP collector doubles and the statsd listener are in ``turnout_namer_consul.testing``,
+``turnout_namer_k8s.testing``, ``turnout_namer_marathon.testing``,
+``turnout_namer_dnssrv.testing``, ``turnout_namer_zk.testing``,
+``turnout_telemeter_zipkin.testing``, ``turnout_telemeter_opentelemetry.testing`` and
+``turnout_telemeter_statsd.testing`` (core/tests/test_testing_kit.py keeps it so).
 
 Everything listens on and talks to 127.0.0.1, and every wait is bounded.
 """

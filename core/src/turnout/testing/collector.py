@@ -1,5 +1,7 @@
-"""The base of in-process span collectors (Zipkin, OTLP doubles): an aiohttp application on
-its own thread that accepts POSTs of spans at one path and keeps what it accepted."""
+"""The base of in-process span collectors: an aiohttp application on its own thread that
+accepts POSTs of spans at one path and keeps what it accepted. It knows no tracing protocol:
+each tracing plugin's collector double (in that plugin's ``testing`` module) subclasses it
+with the path, the wire format and the checks of its protocol."""
 
 from __future__ import annotations
 

@@ -1,16 +1,44 @@
-"""Helpers for tests that register ServerSet members in a real ZooKeeper (with kazoo).
+"""Test helpers for the ZooKeeper namers, shipped with the plugin so that its users can test
+their own configurations against a real ZooKeeper: ``from turnout_namer_zk.testing import
+ZooKeeperServer, member_json, register``.
 
-``member_json(8080, endpoints={"admin": 9990})`` is a Twitter ServerSet member's data;
-``register(client, "/discovery/prod/web", data)`` creates it as an ephemeral sequential
-``member_<seq>`` child, the way Finagle's announcer does.
+**A real ZooKeeper server**, standalone, on 127.0.0.1, in its own directory::
+
+    with ZooKeeperServer() as zk:          # started and answering ``ruok`` with ``imok``
+        zk.hosts                           # "127.0.0.1:<port>" for clients
+        zk.kill()                          # SIGKILL by PID (its data directory stays)
+        zk.restart()                       # same directory, same port: sessions survive
+        zk.mntr()["zk_watch_count"]        # the server's own counters (``mntr``)
+
+Debian's ``zookeeper`` package provides the jars (``./dev test`` installs it). The server runs
+``org.apache.zookeeper.server.ZooKeeperServerMain`` with a small heap and ``tickTime=500`` (so
+session timeouts from 1 s to 60 s are accepted). Every process it starts is stopped by PID,
+and dies with the test process (``PR_SET_PDEATHSIG``) if that is killed first.
+
+To make ZooKeeper expire a client's session while the server stays up, call
+:func:`expire_session` with the client's ``client_id`` (ZooKeeper does not expire sessions
+while it is down, so killing the server does not do it).
+
+**ServerSet members** (with kazoo): ``member_json(8080, endpoints={"admin": 9990})`` is a
+Twitter ServerSet member's data; ``register(client, "/discovery/prod/web", data)`` creates it
+as an ephemeral sequential ``member_<seq>`` child, the way Finagle's announcer does.
+
+**Observing a namer in-process**: :func:`addr_of`, :func:`ports`, :func:`wait_for`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -28,6 +56,224 @@ from turnout.naming import (
     Ok,
     Pending,
 )
+from turnout.testing.net import LOCALHOST, free_port
+from turnout.testing.process import die_with_parent
+
+# ---------------------------------------------------------------------------------------------
+# A real ZooKeeper server
+# ---------------------------------------------------------------------------------------------
+
+#: the jars of Debian's ``zookeeper`` package (zookeeper.jar's manifest names its dependencies)
+CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+MAIN_CLASS = "org.apache.zookeeper.server.ZooKeeperServerMain"
+JVM_FLAGS = ("-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+
+_CONFIG = """\
+tickTime=500
+dataDir={data}
+clientPort={port}
+clientPortAddress={host}
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,mntr,stat
+minSessionTimeout=1000
+maxSessionTimeout=60000
+"""
+
+
+def four_letter_word(host: str, port: int, command: str, timeout: float = 2.0) -> str:
+    """Send a four-letter command (``ruok``, ``mntr``, ``srvr``, ``stat``) and return the
+    answer; :class:`OSError` when the server does not accept the connection."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(command.encode("ascii"))
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+class ZooKeeperServer:
+    """A standalone ZooKeeper on ``127.0.0.1:port`` (see the module docstring).
+
+    :param port: the client port (default: a free one, kept across :meth:`restart`).
+    :param workdir: where ``zoo.cfg``, ``data/`` and ``zk.log`` go (default: a new temporary
+        directory, removed by :meth:`cleanup`).
+    """
+
+    def __init__(
+        self, port: int | None = None, *, workdir: str | os.PathLike[str] | None = None
+    ) -> None:
+        self.host = LOCALHOST
+        self.port = port or free_port()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="zookeeper-")
+            workdir = self._tmp.name
+        self.dir = Path(workdir)
+        self.data_dir = self.dir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.dir / "zoo.cfg"
+        self.config_path.write_text(
+            _CONFIG.format(data=self.data_dir, port=self.port, host=self.host)
+        )
+        self.log_path = self.dir / "zk.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: how many times the server was started (1 after the first start)
+        self.starts = 0
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def hosts(self) -> str:
+        """The connect string for clients: ``"127.0.0.1:<port>"``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs, else None."""
+        return self.proc.pid if self.running() else None  # type: ignore[union-attr]
+
+    def zk_addrs(self) -> list[dict[str, Any]]:
+        """``zkAddrs`` as a Linkerd namer config wants it: ``[{"host": ..., "port": ...}]``."""
+        return [{"host": self.host, "port": self.port}]
+
+    def log(self) -> str:
+        """What the server wrote so far (all starts)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> ZooKeeperServer:
+        """Start the server and wait until it answers ``ruok`` with ``imok``.
+
+        Raises :class:`RuntimeError` with the log when it exits or is not ready in time
+        (the process is killed first)."""
+        assert not self.running(), "already running"
+        cmd = ["java", *JVM_FLAGS, "-cp", CLASSPATH, MAIN_CLASS, str(self.config_path)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.proc = None
+                raise RuntimeError(f"ZooKeeper exited with status {code}:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"ZooKeeper not ready in {timeout}s:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+        return self
+
+    def ready(self) -> bool:
+        """Whether the server answers ``ruok`` with ``imok`` right now, and serves requests
+        (``imok`` comes a few milliseconds before sessions are accepted: ``srvr`` tells)."""
+        try:
+            return self.command("ruok", timeout=1.0) == "imok" and "Mode:" in self.command(
+                "srvr", timeout=1.0
+            )
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        """Whether the server process was started and has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server by PID and reap it (idempotent). The data directory stays, so
+        :meth:`restart` brings back every node and every session that has not expired."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        self.proc = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server by PID: SIGTERM, then SIGKILL after ``timeout`` (idempotent)."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def restart(self, timeout: float = 30.0) -> ZooKeeperServer:
+        """Start again in the same directory on the same port (after :meth:`kill` or
+        :meth:`stop`; kills a running server first)."""
+        self.kill()
+        return self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Kill the server and remove the temporary directory (if one was made)."""
+        self.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ZooKeeperServer:
+        return self if self.running() else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- four-letter words -------------------------------------------------------------------
+    def command(self, word: str, timeout: float = 2.0) -> str:
+        """A four-letter command's answer (whitelisted: ``ruok``, ``srvr``, ``mntr``,
+        ``stat``)."""
+        return four_letter_word(self.host, self.port, word, timeout)
+
+    def mntr(self) -> dict[str, str]:
+        """The server's ``mntr`` counters: ``zk_watch_count``, ``zk_num_alive_connections``,
+        ``zk_ephemerals_count``... (values as text)."""
+        out = {}
+        for line in self.command("mntr").splitlines():
+            key, _, value = line.partition("\t")
+            if key:
+                out[key.strip()] = value.strip()
+        return out
+
+
+def expire_session(hosts: str, client_id: tuple[int, bytes], timeout: float = 10.0) -> None:
+    """Make the server expire the session ``client_id`` (a kazoo ``client.client_id``) while
+    it stays up: a second client joins that session with its id and password, then closes
+    it. The victim sees ``LOST`` shortly after and then starts a new session.
+    """
+    session_id, password = client_id
+    other = KazooClient(hosts=hosts, timeout=max(timeout, 1.0))
+    other._session_id = session_id  # kazoo has no public way to join an existing session
+    other._session_passwd = password
+    try:
+        other.start(timeout=timeout)
+    finally:
+        other.stop()
+        other.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# ServerSet members
+# ---------------------------------------------------------------------------------------------
 
 
 def member_json(

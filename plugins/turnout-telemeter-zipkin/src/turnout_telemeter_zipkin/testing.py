@@ -5,6 +5,9 @@ It answers ``202 Accepted`` like Zipkin, ``400`` naming the first problem of a m
 batch (and records the problem in :attr:`ZipkinCollector.errors`, so a test can assert there
 were none), and can be told to fail (``status``) or be stopped and started again on the same
 port. Runs an aiohttp server on its own thread and event loop, on 127.0.0.1.
+
+It ships with the io.l5d.zipkin telemeter (``from turnout_telemeter_zipkin.testing import
+ZipkinCollector``), so that users of the plugin can test their tracing setup against it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import re
 from typing import Any
 
 from aiohttp import web
-
-from .collector import SpanCollector
+from turnout.testing.collector import SpanCollector
 
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _HEX16_32 = re.compile(r"^([0-9a-f]{16}|[0-9a-f]{32})$")

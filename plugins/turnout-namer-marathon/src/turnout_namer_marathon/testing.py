@@ -17,7 +17,8 @@ from its own thread and event loop:
   HTTP basic auth (``basic_auth=(user, password)``: 401 without it), or behind DC/OS
   service-account auth (``dcos_public_key=PEM``: ``POST /acs/api/v1/auth/login`` with
   ``{"uid", "token": <RS256 JWT>}`` issues a token, then ``Authorization: token=<token>``;
-  verifying the JWT needs PyJWT with ``cryptography``, imported only then)
+  verifying the JWT needs PyJWT with ``cryptography``, imported only then: the plugin's
+  ``dcos`` extra)
 
 A task is ``{id, appId, host, ports, servicePorts, ipAddresses, state, slaveId, stagedAt,
 startedAt, version, healthCheckResults}``; an app carries ``healthChecks`` (one per check the
@@ -35,7 +36,9 @@ recorded in :attr:`~MarathonDouble.calls`.
 It does not reproduce deployments, groups (``/v2/groups``), pods, queues, leader election,
 scaling by ``instances`` (tasks exist only when a test adds them) or writes through the API.
 
-Run it by hand with ``python -m turnout.testing.marathon --port 8080``.
+It ships with the io.l5d.marathon namer (``from turnout_namer_marathon.testing import
+MarathonDouble``), so that users of the plugin can test their own configurations against it.
+Run it by hand with ``python -m turnout_namer_marathon.testing --port 8080``.
 """
 
 from __future__ import annotations
@@ -56,9 +59,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-
-from .loop import LoopThread
-from .net import LOCALHOST, free_port
+from turnout.testing.loop import LoopThread
+from turnout.testing.net import LOCALHOST, free_port
 
 TASK_RUNNING = "TASK_RUNNING"
 TASK_KILLED = "TASK_KILLED"

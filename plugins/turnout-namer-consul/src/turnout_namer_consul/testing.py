@@ -1,7 +1,9 @@
 """A Consul HTTP API double, for tests of everything that talks to Consul (no real agent
 runs here). Written from Consul's API documentation (``api-docs/features/blocking``,
 ``catalog``, ``health``, ``agent/service``, ``agent/check``, ``kv``) and from what Linkerd 1's
-consul module calls; it is the specification in ``reference/components.md`` §5.
+consul module calls; it is the specification in ``reference/components.md`` §5. It ships with
+the io.l5d.consul namer (``from turnout_namer_consul.testing import ConsulDouble``), so that
+users of the plugin can test their own configurations against it.
 
 What it reproduces:
 
@@ -44,9 +46,9 @@ Three ways to run it:
 
 - :class:`ConsulServer` in the test's own event loop (``await server.start()``);
 - :class:`ConsulDouble`: the same in a background thread, with a synchronous API (most tests);
-- :class:`ConsulDoubleProcess`: ``python -m turnout.testing.consul --port N [--data-dir D]``
-  as a subprocess (state persisted in ``D`` across ``kill -9`` and restart), controlled over
-  HTTP (``POST /test/control``).
+- :class:`ConsulDoubleProcess`: ``python -m turnout_namer_consul.testing --port N
+  [--data-dir D]`` as a subprocess (state persisted in ``D`` across ``kill -9`` and
+  restart), controlled over HTTP (``POST /test/control``).
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-
-from .loop import LoopThread
-from .net import LOCALHOST, free_port, port_open
+from turnout.testing.loop import LoopThread
+from turnout.testing.net import LOCALHOST, free_port, port_open
+from turnout.testing.process import die_with_parent
 
 __all__ = [
     "DEFAULT_WAIT",
@@ -1567,7 +1569,7 @@ class ConsulDouble(_Controls):
 
 
 class ConsulDoubleProcess(_Controls):
-    """``python -m turnout.testing.consul`` as a subprocess; its state persists in
+    """``python -m turnout_namer_consul.testing`` as a subprocess; its state persists in
     ``data_dir`` so that :meth:`kill` (SIGKILL) and :meth:`start` again behave like a Consul
     agent restarted on its data. Controlled over HTTP (``POST /test/control``)."""
 
@@ -1596,14 +1598,12 @@ class ConsulDoubleProcess(_Controls):
 
     def start(self, timeout: float = 20.0) -> ConsulDoubleProcess:
         """Start the process and wait until it answers (RuntimeError if it does not)."""
-        from .process import die_with_parent
-
         if self.running():
             return self
         cmd = [
             sys.executable,
             "-m",
-            "turnout.testing.consul",
+            "turnout_namer_consul.testing",
             "--host",
             self.host,
             "--port",
@@ -1681,13 +1681,13 @@ class ConsulDoubleProcess(_Controls):
 
 
 # ---------------------------------------------------------------------------------------------
-# python -m turnout.testing.consul
+# python -m turnout_namer_consul.testing
 # ---------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m turnout.testing.consul", description="Serve the Consul API double."
+        prog="python -m turnout_namer_consul.testing", description="Serve the Consul API double."
     )
     parser.add_argument("--host", default=LOCALHOST)
     parser.add_argument("--port", type=int, default=8500)

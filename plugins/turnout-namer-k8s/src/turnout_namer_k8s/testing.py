@@ -5,7 +5,9 @@ the Kubernetes API documentation ("Kubernetes API Concepts": resource versions, 
 detection of changes, watch bookmarks, 410 Gone; the core/v1 Endpoints and Service
 references) and the behaviour of the real server's watch cache. It listens on 127.0.0.1 and
 runs either in-process (:class:`KubeApiDouble`: its own thread and event loop) or as a
-subprocess (:class:`KubeApiProcess`: ``python -m turnout.testing.k8s --port N``).
+subprocess (:class:`KubeApiProcess`: ``python -m turnout_namer_k8s.testing --port N``). It
+ships with the io.l5d.k8s namers (``from turnout_namer_k8s.testing import KubeApiDouble``),
+so that users of the plugin can test their own configurations against it.
 
 What it serves, under ``/api/v1`` (``{resource}`` is ``endpoints`` or ``services``):
 
@@ -72,9 +74,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from .loop import LoopThread
-from .net import LOCALHOST, free_port, wait_port
+from turnout.testing.loop import LoopThread
+from turnout.testing.net import LOCALHOST, free_port, wait_port
+from turnout.testing.process import die_with_parent
 
 __all__ = [
     "RESOURCES",
@@ -1134,8 +1136,8 @@ async def _send(response: web.StreamResponse, event: Obj) -> None:
 
 
 class KubeApiProcess(_Editing):
-    """The double as a subprocess (``python -m turnout.testing.k8s``), for tests that kill the
-    API server for real (SIGKILL by PID). With ``state_file``, objects and the
+    """The double as a subprocess (``python -m turnout_namer_k8s.testing``), for tests that
+    kill the API server for real (SIGKILL by PID). With ``state_file``, objects and the
     resourceVersion survive a restart (an API server in front of the same etcd), but the
     history does not: watches resuming from before the restart get 410 and must re-list.
     Controls go through the real write verbs and ``/_double/...``."""
@@ -1156,13 +1158,11 @@ class KubeApiProcess(_Editing):
         return self.proc.pid
 
     def start(self, timeout: float = 15.0) -> KubeApiProcess:
-        from .process import die_with_parent
-
         assert self.proc is None or self.proc.poll() is not None, "already running"
         cmd = [
             sys.executable,
             "-m",
-            "turnout.testing.k8s",
+            "turnout_namer_k8s.testing",
             "--port",
             str(self.port),
             "--state-file",

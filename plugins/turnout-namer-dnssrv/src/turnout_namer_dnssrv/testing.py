@@ -15,8 +15,9 @@ Names without a final dot are relative to the zone (``"web1"`` → ``web1.svc.te
 named runs in the foreground (``named -g -4 -n 1 -c named.conf``) in its own directory, is
 stopped by PID (never by name), and dies with the test process (``PR_SET_PDEATHSIG``).
 
-Needs ``named`` (Debian: ``apt-get install bind9``) and dnspython, which turnout itself does
-not depend on: import this module directly, it is not re-exported by :mod:`turnout.testing`.
+Needs ``named`` (Debian: ``apt-get install bind9``) and dnspython (a dependency of this
+plugin). It ships with the io.l5d.dnssrv namer (``from turnout_namer_dnssrv.testing import
+BindServer``), so that users of the plugin can test their own configurations against it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.update
-
-from .net import LOCALHOST, free_port
-from .process import die_with_parent
+from turnout.testing.net import LOCALHOST, free_port
+from turnout.testing.process import die_with_parent
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
 
