@@ -48,7 +48,7 @@ def test_index_health_and_process_gauges(turnout_process):  # noqa: F811
     assert metrics["process/uptime_ms"] > 0
     assert metrics["process/open_fds"] > 3
     assert metrics["process/threads"] >= 1
-    assert 0 <= metrics["process/loop_lag_ms"] < 1000
+    assert 0 <= metrics["process/loop_lag_ms"] < 5000  # milliseconds (a loaded box lags)
     assert metrics["process/gc/collections"] >= 0
 
 

@@ -143,7 +143,10 @@ def tune_gc() -> None:
 
 
 def run_loop(coro: Any) -> Any:
-    """Run ``coro`` on uvloop when it is installed (faster), else on the stdlib loop."""
+    """Run ``coro`` on uvloop when it is installed (faster), else on the stdlib loop;
+    ``TURNOUT_LOOP=asyncio`` forces the stdlib loop (tests run both where they can differ)."""
+    if os.environ.get("TURNOUT_LOOP", "").lower() == "asyncio":
+        return asyncio.run(coro)
     try:
         import uvloop
     except ImportError:

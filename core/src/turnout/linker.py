@@ -100,6 +100,8 @@ class Linker:
         self._telemeter_runs: dict[int, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._shutdown: asyncio.Event | None = None
         self._grace_override: float | None = None
+        #: the ``process/...`` gauges and descriptor-exhaustion watch (while serving)
+        self.process_stats: ProcessStats | None = None
         self.ready = False
         self.draining = False
 
@@ -163,7 +165,12 @@ class Linker:
         """Start the admin server and the routers' servers, then run the startup hooks."""
         self._shutdown = asyncio.Event()
         self.spawn(self._tick())
-        self.spawn(ProcessStats(self.metrics).run())
+        self.process_stats = ProcessStats(self.metrics)
+        # out of descriptors on accept(): counted and logged once per interval (asyncio's
+        # loop reports it to the handler; under uvloop, the stats' probe notices it). The
+        # handler stays after close(): asyncio may report a late accept retry then.
+        self.process_stats.fds.install(asyncio.get_running_loop())
+        self.spawn(self.process_stats.run())
         for telemeter in self.telemeters:
             self.spawn(self._run_telemeter(telemeter))
         if self.config.admin.port or self.config.admin.port == 0:

@@ -44,7 +44,7 @@ def bound_id(state: State[Any]) -> str:
     return str(state.value.value.id)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 1.0) -> None:
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():

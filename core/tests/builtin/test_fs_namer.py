@@ -54,7 +54,7 @@ def first_addr(b: NameBound) -> Addr:
     return seen[0]
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 1.0) -> None:
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():
@@ -237,7 +237,7 @@ def test_bound_names_of_a_fresh_namer(tmp_path: FsPath) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_file_edit_while_observed_is_picked_up_within_a_second(tmp_path: FsPath) -> None:
+def test_file_edit_while_observed_is_picked_up_by_the_polling(tmp_path: FsPath) -> None:
     file = tmp_path / "web"
     file.write_text("10.0.0.1 80\n")
     namer = FsNamerConfig(root_dir=str(tmp_path)).new_namer(None)  # default 250 ms polling
@@ -250,7 +250,8 @@ def test_file_edit_while_observed_is_picked_up_within_a_second(tmp_path: FsPath)
         addr_obs = b.addr.observe(seen.append)
         assert seen[-1] == AddrBound([A("10.0.0.1", 80)])
         file.write_text("10.0.0.1 80\n10.0.0.2 81 * 3\n")
-        await eventually(lambda: seen[-1] != AddrBound([A("10.0.0.1", 80)]), timeout=1.0)
+        # within one 250 ms poll; the timeout leaves slack for a loaded machine
+        await eventually(lambda: seen[-1] != AddrBound([A("10.0.0.1", 80)]), timeout=5.0)
         assert seen[-1] == AddrBound([A("10.0.0.1", 80), A("10.0.0.2", 81, 3.0)])
         addr_obs.close()
         obs.close()

@@ -92,7 +92,7 @@ def test_extract_then_substitute_round_trips_escaped_labels() -> None:
         ("/{1x}", 1),  # a capture name starts with a letter or '_'
         ("/{a}{", 4),
         ("/a//b", 3),
-        ("/a/", 3),
+        ("//a", 1),  # only trailing '/' are ignored
     ],
 )
 def test_parse_errors(pattern: str, offset: int) -> None:
@@ -100,3 +100,31 @@ def test_parse_errors(pattern: str, offset: int) -> None:
         PathMatcher(pattern)
     assert info.value.offset == offset
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "same_as"),
+    [
+        ("/%/io.l5d.port/4141/#/io.l5d.fs/", "/%/io.l5d.port/4141/#/io.l5d.fs"),
+        ("/a/", "/a"),
+        ("/{service}/", "/{service}"),
+        ("/*/", "/*"),
+        ("/a//", "/a"),
+        ("//", "/"),
+    ],
+)
+def test_trailing_slashes_are_ignored_as_linkerd_does(pattern: str, same_as: str) -> None:
+    """Linkerd splits the pattern with Java's ``String.split`` (trailing empty strings are
+    dropped); its TLS docs write ``prefix: "/%/io.l5d.port/4141/#/io.l5d.fs/"``."""
+    m, expected = PathMatcher(pattern), PathMatcher(same_as)
+    assert len(m) == len(expected)
+    assert m.names == expected.names
+    for path in ("/", "/a", "/a/b", "/%/io.l5d.port/4141/#/io.l5d.fs/web", "/x"):
+        assert m.extract(P(path)) == expected.extract(P(path)), path
+    assert str(m) == pattern  # shown as written
+
+
+def test_paths_still_refuse_a_trailing_slash() -> None:
+    """Only patterns are lenient: Finagle's Path.read refuses ``/foo/``."""
+    with pytest.raises(ParseError):
+        Path.read("/a/")

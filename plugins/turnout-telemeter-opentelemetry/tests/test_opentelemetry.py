@@ -466,7 +466,7 @@ def test_a_dead_collector_keeps_a_bounded_queue_delivered_when_it_is_back(
     for _ in range(5):
         started = time.monotonic()
         assert http_request(proxy.port, headers={"Host": "web"}).status == 200
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 5.0  # not held up by the 10 s export timeout
     assert wait_until(lambda: _metric(proxy, "send_failures") >= 1, timeout=10)
     assert wait_until(lambda: _metric(proxy, "queued") == 6, timeout=10)  # kept, bounded
     assert _metric(proxy, "spans_dropped") == 4  # the oldest went

@@ -42,13 +42,24 @@ class FsInterpreterConfig(InterpreterConfig):
     """Like ``default``, with a dtab read from a file that is watched: editing the file changes
     routing without a restart. The file's dtab comes first; the router's ``dtab`` entries and
     per-request overrides are appended (so they win). A file that becomes unreadable or
-    invalid keeps the last good dtab in force (the error is logged and shown in the admin)."""
+    invalid keeps the last good dtab in force (the error is logged and shown in the admin);
+    read errors other than the file being gone (out of file descriptors, permissions) are
+    retried at every poll and counted in ``rt/<router>/interpreter/io.l5d.fs/errors``."""
 
     kind = "io.l5d.fs"
     dtab_file: str = option(doc="Path of the dtab file.")
 
     def new_interpreter(self, ctx: BuildContext) -> NameInterpreter:
-        watcher = PollingWatcher()
+        router = getattr(ctx, "router", None)
+        label = router.effective_label if router is not None else None
+        watcher = PollingWatcher(
+            name=f"{self.kind} interpreter" + (f" of router '{label}'" if label else "")
+        )
+        metrics = getattr(ctx, "metrics", None)
+        if label is not None and metrics is not None:
+            scope = ("rt", label, "interpreter", str(self.kind))
+            metrics.derived_counter(*scope, "errors", fn=lambda: watcher.errors)
+            metrics.gauge(*scope, "stale_seconds", fn=watcher.stalest)
         return DtabFileInterpreter(
             ctx.namers, ctx.global_namer, watched_dtab(watcher, self.dtab_file)
         )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.model import NamerConfig
 from ..config.schema import option
 from ..hookspecs import hookimpl
+from ..metrics import MetricsTree
 from ..naming import (
     Activity,
     Addr,
@@ -17,6 +18,7 @@ from ..naming import (
     Address,
     AddrFailed,
     AddrPending,
+    Failed,
     Leaf,
     NameBound,
     Namer,
@@ -50,7 +52,10 @@ class FsNamerConfig(NamerConfig):
     endpoint a load-balancing weight; ``#`` starts a comment. Files are watched: edits, new
     files and removed files take effect within ``pollIntervalMs``. A removed file makes the
     name ``Neg`` (the next namer or dtab alternative is tried). Subdirectories are namespaces:
-    ``/#/io.l5d.fs/team/web`` reads ``<rootDir>/team/web``.
+    ``/#/io.l5d.fs/team/web`` reads ``<rootDir>/team/web``. A file or directory that cannot be
+    read for another reason than being gone (out of file descriptors, permissions) keeps its
+    last good content: the error is logged, counted (``namer/<prefix>/errors``) and shown in
+    ``/namer_state``, and the read is retried at every poll.
     """
 
     kind = "io.l5d.fs"
@@ -60,17 +65,28 @@ class FsNamerConfig(NamerConfig):
     )
 
     def new_namer(self, ctx: BuildContext) -> Namer:
+        id_prefix = Path.of("#") + self.effective_prefix
         return FsNamer(
             FsPath(self.root_dir),
-            Path.of("#") + self.effective_prefix,
-            PollingWatcher(self.poll_interval_ms / 1000),
+            id_prefix,
+            PollingWatcher(
+                self.poll_interval_ms / 1000, name=f"{self.kind} namer {self.effective_prefix}"
+            ),
+            metrics=ctx.metrics if ctx is not None else None,
         )
 
 
 class FsNamer(Namer):
     """The ``io.l5d.fs`` namer (see :class:`FsNamerConfig`)."""
 
-    def __init__(self, root: FsPath, id_prefix: Path, watcher: PollingWatcher) -> None:
+    def __init__(
+        self,
+        root: FsPath,
+        id_prefix: Path,
+        watcher: PollingWatcher,
+        *,
+        metrics: MetricsTree | None = None,
+    ) -> None:
         self.root = root
         self.id_prefix = id_prefix
         self.watcher = watcher
@@ -78,6 +94,10 @@ class FsNamer(Namer):
         self._addrs: dict[FsPath, Var[Addr]] = {}
         self._errors: dict[str, str] = {}
         self._updated: dict[str, float] = {}
+        if metrics is not None:  # the scope discovery namers use: namer/#/io.l5d.fs/...
+            scope = ("namer", *(label.decode("utf-8", "replace") for label in id_prefix.elems))
+            metrics.derived_counter(*scope, "errors", fn=lambda: watcher.errors)
+            metrics.gauge(*scope, "stale_seconds", fn=watcher.stalest)
 
     def lookup(self, path: Path) -> Activity[NameTree[Name]]:
         act = self._lookups.get(path)
@@ -98,6 +118,13 @@ class FsNamer(Namer):
                 return Pending
             if entries is None:
                 return Ok(Neg)
+            if isinstance(entries, OSError):  # never listed yet: fail fast with the error
+                return Failed(
+                    OSError(
+                        entries.errno,
+                        f"io.l5d.fs: cannot list {directory}: {entries.strerror or entries}",
+                    )
+                )
             if (name, False) in entries:
                 bound_id = self.id_prefix + path.take(depth + 1)
                 addr = self._addr(directory / name, str(path.take(depth + 1)))
@@ -145,21 +172,37 @@ class FsNamer(Namer):
 
     def bound_names(self) -> Iterable[Path]:
         watch = self.watcher.dir(self.root)
-        entries = (watch.value if watch.observed else list_dir(self.root)) or frozenset()
+        entries = watch.value if watch.observed else list_dir(self.root)
+        if isinstance(entries, OSError) or not entries:
+            return []
         return sorted(self.id_prefix + Path.of(n) for n, is_dir in entries if not is_dir)
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rootDir": str(self.root), "files": {}}
+        now = time.time()
         for file, var in self._addrs.items():
             key = "/" + str(file.relative_to(self.root))
             value = var.value
+            fresh = self.watcher.freshness(file)
+            failing = fresh is not None and fresh.error_since is not None
             out["files"][key] = {
                 "addresses": [str(a) for a in value.sorted()]
                 if isinstance(value, AddrBound)
                 else None,
                 "lastUpdate": self._updated.get(key),
-                "lastError": self._errors.get(key),
+                "lastError": self._errors.get(key)
+                or (fresh.last_error if failing and fresh is not None else None),
             }
+            if failing and fresh is not None:  # read errors: the addresses shown are stale
+                out["files"][key]["errorSince"] = fresh.error_since
+                out["files"][key]["staleSeconds"] = round(fresh.stale_seconds(now), 3)
+        failing_dirs = {
+            str(path): fresh.freshness(now)
+            for path, fresh in self.watcher.failing().items()
+            if path not in self._addrs
+        }
+        if failing_dirs:
+            out["unreadable"] = failing_dirs
         return out
 
 

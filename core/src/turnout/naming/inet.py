@@ -10,14 +10,22 @@ A plugin may replace how host names are looked up (:meth:`InetResolver.use`): a 
 returns the addresses and, when it knows it, how long they stay valid (a DNS TTL); the next
 lookup then happens when that time is up (within ``min_refresh``..``max_refresh``) instead of
 every ``refresh`` seconds.
+
+:func:`open_connection` is what protocols connect to an endpoint with: the endpoint's host
+name (a namer may give one, ``web.internal 8080`` in an ``io.l5d.fs`` file) is resolved
+first, so that a resolver failure says so (:class:`ResolveError`: ``cannot resolve host
+web.internal: Name or service not known``) instead of ending as a bare ``TimeoutError``, and
+no resolver future is left behind to log ``Future exception was never retrieved``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .addr import Addr, AddrBound, Address, AddrFailed, AddrNeg, AddrPending
 from .var import Stop, Var
@@ -51,13 +59,98 @@ async def resolve_host(host: str) -> list[str]:
     return list(seen)
 
 
-def classify_error(error: BaseException) -> Addr:
+def classify_error(error: BaseException, host: str | None = None) -> Addr:
+    """What a failed lookup of ``host`` means: ``AddrNeg`` for an unknown host, else
+    ``AddrFailed`` saying why (``cannot resolve host web: Temporary failure in name
+    resolution``)."""
     if isinstance(error, socket.gaierror) and error.errno in (
         socket.EAI_NONAME,
         getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
     ):
         return AddrNeg
-    return AddrFailed(f"{type(error).__name__}: {error}")
+    if host is None:
+        return AddrFailed(f"{type(error).__name__}: {error}")
+    return AddrFailed(f"cannot resolve host {host}: {_reason(error)}")
+
+
+def _reason(error: BaseException) -> str:
+    """An error's text without Python's ``[Errno -3]`` prefix."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return str(error) or type(error).__name__
+
+
+class ResolveError(OSError):
+    """A host name could not be resolved; ``str()`` names the host and the reason.
+
+    ``errno`` is the resolver's code (``socket.EAI_*``), or ``ETIMEDOUT`` when no answer came
+    in time.
+    """
+
+    def __init__(self, host: str, reason: str, code: int | None = None) -> None:
+        super().__init__(f"cannot resolve host {host}: {reason}")
+        self.host = host
+        self.errno = code
+
+
+async def resolve_for_connect(host: str, timeout: float | None = None) -> list[str]:
+    """The addresses to connect to for ``host`` (itself when it is an IP literal), resolved
+    with the loop's resolver within ``timeout`` seconds. Raises :class:`ResolveError`."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = await resolve_host(host)
+    except TimeoutError:
+        raise ResolveError(host, f"no answer within {timeout:g}s", errno.ETIMEDOUT) from None
+    except OSError as e:
+        raise ResolveError(host, _reason(e), e.errno) from None
+    if not addresses:  # (getaddrinfo does not answer an empty list, but a patched one might)
+        raise ResolveError(host, "no address", getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+    return addresses
+
+
+async def open_connection(
+    factory: Callable[[], Any], host: str, port: int, timeout: float, **kwargs: Any
+) -> tuple[asyncio.Transport, Any]:
+    """``loop.create_connection(factory, host, port, **kwargs)`` within ``timeout`` seconds,
+    the host name resolved first (within the same ``timeout``).
+
+    - A host that cannot be resolved raises :class:`ResolveError` (an ``OSError``) naming it
+      and the resolver's reason, also when the resolver is too slow.
+    - A connection not established in time raises ``TimeoutError`` saying so.
+    - Otherwise the error of the last address tried (``ConnectionRefusedError``...).
+
+    Resolving separately also means that nothing is left running when the connection
+    attempt is cancelled: uvloop's ``create_connection`` cancelled while it resolves leaves
+    its resolver future behind, which logs ``Future exception was never retrieved`` when the
+    lookup fails (MagicStack/uvloop#437). With ``ssl``, the certificate is checked against
+    ``host`` (``server_hostname``), not against the address connected to.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    addresses = await resolve_for_connect(host, timeout)
+    if kwargs.get("ssl") and kwargs.get("server_hostname") is None and ip_literal(host) is None:
+        kwargs["server_hostname"] = host
+    error: OSError | None = None
+    for address in addresses:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            async with asyncio.timeout(remaining):
+                transport, protocol = await loop.create_connection(factory, address, port, **kwargs)
+            return transport, protocol
+        except TimeoutError:
+            break
+        except OSError as e:
+            error = e
+    if error is not None and loop.time() < deadline:
+        raise error
+    raise TimeoutError(f"no connection within {timeout:g}s")
 
 
 #: a host-name lookup: the addresses (raise OSError, or socket.gaierror EAI_NONAME for an
@@ -133,7 +226,7 @@ class InetResolver:
                     delay = min(max(ttl, self.min_refresh), self.max_refresh)
             except Exception as e:  # any lookup failure (a plugin's lookup may raise anything)
                 if not isinstance(var.value, AddrBound):  # keep the last good answer
-                    var.update(classify_error(e))
+                    var.update(classify_error(e, host))
             if fixed and isinstance(var.value, AddrBound):
                 return
             await asyncio.sleep(delay)
@@ -143,5 +236,5 @@ class InetResolver:
         try:
             infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except OSError as e:
-            return classify_error(e)
+            return classify_error(e, host)
         return AddrBound(Address(str(i[4][0]), port) for i in infos)

@@ -7,6 +7,12 @@ Captured values can be substituted into templates (``/srv/{service}``).
 
 Used by ``io.l5d.static`` client and service configs (``prefix``) and the ``io.l5d.rewrite``
 namer (``pattern`` / ``name``).
+
+Trailing ``/`` are ignored (``/%/io.l5d.port/4141/#/io.l5d.fs/`` is
+``/%/io.l5d.port/4141/#/io.l5d.fs``), as Linkerd's ``PathMatcher`` splits the pattern with
+Java's ``String.split``, which drops trailing empty strings; Linkerd's TLS documentation
+writes such prefixes. Only patterns do this: :meth:`Path.read` still refuses ``/foo/``, as
+Finagle's does.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ class PathMatcher:
         self._segments: list[re.Pattern[str] | None] = []
         self.names: list[str] = []
         offset = text.index("/") + 1
-        for segment in stripped[1:].split("/") if stripped != "/" else []:
+        body = stripped[1:].rstrip("/")  # trailing '/' are ignored (see the module docstring)
+        for segment in body.split("/") if body else []:
             if not segment:
                 raise ParseError(text, offset, "path segment")
             if segment == "*":
