@@ -15,9 +15,17 @@ from .addr import (
     AddrPending,
     addr_json,
 )
-from .binding import MAX_DEPTH, bind_once, resolve
-from .delegate import DNode, delegate, delegate_once
-from .dtab import ANY, AnyElem, Dentry, Dtab, Prefix
+from .binding import MAX_BIND_NODES, MAX_DEPTH, MAX_NESTING, NameTreeTooLarge, bind_once, resolve
+from .delegate import MAX_DELEGATE_NODES, DNode, delegate, delegate_once
+from .dtab import (
+    ANY,
+    MAX_REQUEST_DTAB_BYTES,
+    MAX_REQUEST_DTAB_ENTRIES,
+    AnyElem,
+    Dentry,
+    Dtab,
+    Prefix,
+)
 from .inet import InetResolver
 from .interpreter import (
     ConfiguredNamersInterpreter,
@@ -33,7 +41,12 @@ from .var import Activity, Failed, Ok, Pending, State, Var, derive, derive_activ
 
 __all__ = [
     "ANY",
+    "MAX_BIND_NODES",
+    "MAX_DELEGATE_NODES",
     "MAX_DEPTH",
+    "MAX_NESTING",
+    "MAX_REQUEST_DTAB_BYTES",
+    "MAX_REQUEST_DTAB_ENTRIES",
     "Activity",
     "Addr",
     "AddrBound",
@@ -58,6 +71,7 @@ __all__ = [
     "NameBound",
     "NameInterpreter",
     "NameTree",
+    "NameTreeTooLarge",
     "Namer",
     "Neg",
     "Ok",

@@ -39,11 +39,13 @@ def is_java_digit(c: str) -> bool:
 class Scanner:
     """A cursor over ``text``; ``peek()`` returns ``""`` at end of input."""
 
-    __slots__ = ("pos", "text")
+    __slots__ = ("nesting", "pos", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        #: parentheses open at the cursor (name trees; see nametree.MAX_PARENS)
+        self.nesting = 0
 
     @property
     def at_end(self) -> bool:

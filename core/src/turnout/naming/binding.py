@@ -16,6 +16,19 @@ The rules, from ``reference/naming-semantics.md`` §6:
 - a bound leaf under a Union records that weight in its address metadata
   (``namer_nametree_weight``);
 - more than ``max_depth`` (100) nested lookups fail the binding.
+
+Binding runs on the event loop and a request can bring its own dtab, so the work is bounded
+as well (a turnout addition; Finagle bounds the depth only):
+
+- identical subtrees are shared: the same path at the same depth and weight is bound once per
+  binding, so ``/s0=>/s1 & /s1; /s1=>/s2 & /s2; ...`` costs linear work, not exponential;
+- a binding visits at most ``max_nodes`` (:data:`MAX_BIND_NODES`) tree nodes (the nodes each
+  lookup builds count too), and its bound tree may hold at most that many nodes counted with
+  shared subtrees expanded (what the load balancer and ``eval`` walk);
+- at most :data:`MAX_NESTING` Alt/Union nodes may be nested on one branch.
+
+Exceeding a bound fails the whole binding with :class:`NameTreeTooLarge`, whose message names
+the limit; unlike a recursion failure it is not skipped by an enclosing Union.
 """
 
 from __future__ import annotations
@@ -30,56 +43,151 @@ from .nametree import Alt, Empty, Fail, Leaf, NameTree, Neg, Union, Weighted
 from .path import Path
 from .var import Failed, Ok, Pending, State
 
+#: Most nested lookups in one binding (Finagle's ``namerMaxDepth``).
 MAX_DEPTH = 100
+#: Most name-tree nodes one binding may visit, and most nodes its bound tree may hold
+#: (shared subtrees counted expanded).
+MAX_BIND_NODES = 5_000
+#: Most Alt/Union nodes nested on one branch of a binding (keeps recursion bounded).
+MAX_NESTING = 100
 
 Lookup = Callable[[Path], State[NameTree[Name]]]
 
 
+class NameTreeTooLarge(BindingError):
+    """A binding exceeded its work bounds (nodes or nesting); delegation truncates instead."""
+
+
 def bind_once(
-    lookup: Lookup, tree: NameTree[Name], max_depth: int = MAX_DEPTH
+    lookup: Lookup,
+    tree: NameTree[Name],
+    max_depth: int = MAX_DEPTH,
+    *,
+    max_nodes: int = MAX_BIND_NODES,
 ) -> State[NameTree[NameBound]]:
     """Bind ``tree`` once, calling ``lookup`` for each path (see the module docstring)."""
-    return _bind(lookup, tree, 0, None, max_depth)
+    binder = _Binder(lookup, max_depth, max_nodes)
+    try:
+        return binder.bind(tree, 0, None, 0)[0]
+    except NameTreeTooLarge as e:
+        return Failed(e)
+    except RecursionError:  # pragma: no cover - MAX_NESTING keeps well below the limit
+        return Failed(NameTreeTooLarge("Name tree too deep: Python recursion limit reached"))
 
 
-def _bind(
-    lookup: Lookup, t: NameTree[Any], depth: int, weight: float | None, max_depth: int
-) -> State[NameTree[NameBound]]:
-    if depth > max_depth:
-        return Failed(BindingError(f"Max recursion level: {max_depth} reached in Namer lookup"))
-    if isinstance(t, Leaf):
-        value = t.value
-        if isinstance(value, NameBound):
-            return Ok(Leaf(_weighted(value, weight)))
-        state = lookup(value)
-        if isinstance(state, Ok):
-            return _bind(lookup, state.value, depth + 1, weight, max_depth)
-        return state
-    if t is Neg or t is Fail or t is Empty:
-        return Ok(t)
-    if isinstance(t, Union):
+#: what binding one subtree gives: its state, and the size (shared nodes expanded) and the
+#: Union nesting of its bound tree
+_Result = tuple[State[NameTree[NameBound]], int, int]
+
+
+class _Binder:
+    """One binding: the lookup, the limits, the work done so far and the shared subtrees."""
+
+    __slots__ = ("lookup", "max_depth", "max_nodes", "memo", "visited")
+
+    def __init__(self, lookup: Lookup, max_depth: int, max_nodes: int) -> None:
+        self.lookup = lookup
+        self.max_depth = max_depth
+        self.max_nodes = max_nodes
+        self.visited = 0
+        #: (path, depth, weight) -> result: a path is bound once per binding at each depth
+        self.memo: dict[tuple[Path, int, float | None], _Result] = {}
+
+    def too_large(self, what: str) -> NameTreeTooLarge:
+        return NameTreeTooLarge(
+            f"Name tree too large: {what} exceeds the limit of {self.max_nodes} nodes"
+        )
+
+    def bind(self, t: NameTree[Any], depth: int, weight: float | None, nesting: int) -> _Result:
+        if depth > self.max_depth:
+            error = BindingError(f"Max recursion level: {self.max_depth} reached in Namer lookup")
+            return Failed(error), 1, 0
+        self.visited += 1
+        if self.visited > self.max_nodes:
+            raise self.too_large("binding")
+        if isinstance(t, Leaf):
+            value = t.value
+            if isinstance(value, NameBound):
+                return Ok(Leaf(_weighted(value, weight))), 1, 0
+            key = (value, depth, weight)
+            result = self.memo.get(key)
+            if result is None:
+                state = self.lookup(value)
+                if isinstance(state, Ok):
+                    # (what the lookup built counts too: a wide dst is rebuilt per lookup)
+                    self.visited += tree_size(state.value)
+                    if self.visited > self.max_nodes:
+                        raise self.too_large("binding")
+                    result = self.bind(state.value, depth + 1, weight, nesting)
+                else:
+                    result = state, 1, 0
+                self.memo[key] = result
+            return result
+        if t is Neg or t is Fail or t is Empty:
+            return Ok(t), 1, 0
+        if nesting >= MAX_NESTING:
+            raise _too_deep()
+        if isinstance(t, Union):
+            return self.bind_union(t, depth, nesting + 1)
+        if isinstance(t, Alt):
+            for branch in t.trees:
+                result = self.bind(branch, depth, weight, nesting + 1)
+                state = result[0]
+                if not isinstance(state, Ok) or state.value is not Neg:
+                    return result
+            return Ok(Neg), 1, 0
+        raise TypeError(f"not a name tree: {t!r}")  # pragma: no cover
+
+    def bind_union(self, t: Union[Any], depth: int, nesting: int) -> _Result:
         if not t.trees:
-            return Ok(Neg)
+            return Ok(Neg), 1, 0
         if len(t.trees) == 1:
-            return _bind(lookup, t.trees[0].tree, depth, t.trees[0].weight, max_depth)
-        results = [(w.weight, _bind(lookup, w.tree, depth, w.weight, max_depth)) for w in t.trees]
-        oks = [Weighted(w, s.value) for w, s in results if isinstance(s, Ok)]
-        if oks:
-            return Ok(Union(*oks).simplified)
-        for _, s in results:
-            if isinstance(s, Failed):
-                return s
-        return Pending
-    if isinstance(t, Alt):
+            only = t.trees[0]
+            return self.bind(only.tree, depth, only.weight, nesting)
+        # Ok(simplify(Union(ok branches))); the branches are bound, so already simplified
+        oks: list[Weighted[NameBound]] = []
+        kept: list[Weighted[NameBound]] = []
+        size, height = 1, 0
+        failure: State[NameTree[NameBound]] | None = None
         for branch in t.trees:
-            state = _bind(lookup, branch, depth, weight, max_depth)
-            if not isinstance(state, Ok):
-                return state
-            if state.value is Neg:
-                continue
-            return state
-        return Ok(Neg)
-    raise TypeError(f"not a name tree: {t!r}")  # pragma: no cover
+            state, n, h = self.bind(branch.tree, depth, branch.weight, nesting)
+            if isinstance(state, Ok):
+                ok = Weighted(branch.weight, state.value)
+                oks.append(ok)
+                if state.value is not Neg and state.value is not Fail:
+                    kept.append(ok)
+                    size += n
+                    height = max(height, h)
+                    if size > self.max_nodes:
+                        raise self.too_large("the bound tree")
+            elif failure is None and isinstance(state, Failed):
+                failure = state
+        if len(oks) == 1:  # Union(x).simplified is x simplified, Neg and Fail included
+            return Ok(oks[0].tree), max(size - 1, 1), height
+        if len(kept) == 1:
+            return Ok(kept[0].tree), size - 1, height
+        if kept:
+            if height >= MAX_NESTING:
+                raise _too_deep()
+            return Ok(Union(*kept)), size, height + 1
+        if oks:
+            return Ok(Neg), 1, 0
+        return (failure or Pending), 1, 0
+
+
+def tree_size(tree: NameTree[Any]) -> int:
+    """The number of nodes of ``tree`` (shared subtrees counted once per reference)."""
+    if isinstance(tree, Alt):
+        return 1 + sum(tree_size(t) for t in tree.trees)
+    if isinstance(tree, Union):
+        return 1 + sum(tree_size(w.tree) for w in tree.trees)
+    return 1
+
+
+def _too_deep() -> NameTreeTooLarge:
+    return NameTreeTooLarge(
+        f"Name tree too deep: more than {MAX_NESTING} nested alternatives or unions"
+    )
 
 
 def _weighted(bound: NameBound, weight: float | None) -> NameBound:

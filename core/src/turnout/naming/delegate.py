@@ -4,6 +4,15 @@ Unlike binding, delegation follows *every* alternative and keeps negative branch
 operator sees why a name went where it went. This is the tree behind ``/delegator.json`` and
 ``turnout dtab delegate``; it is computed here so that the admin server and the CLI agree.
 Algorithm and JSON shape: ``reference/naming-semantics.md`` §8.
+
+Delegation binds every alternative, so a small dtab can describe a huge tree
+(``/s0=>/s1 | /s1; /s1=>/s2 | /s2; ...``). The work is bounded like binding's: the same path
+under the same dentry at the same depth is delegated once and its subtree shared, the tree may
+hold at most :data:`MAX_DELEGATE_NODES` nodes (shared subtrees counted expanded, since the JSON
+expands them) and at most :data:`~turnout.naming.binding.MAX_NESTING` nested alternatives or
+unions. Beyond that the unexplored branches become ``exception`` nodes saying so and the root
+carries a ``note`` (:data:`TRUNCATED_NOTE`): the explainer answers, truncated, instead of
+blocking the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Any
 
 from ..errors import BindingError
 from .addr import AddrPending, addr_json
+from .binding import MAX_NESTING, tree_size
 from .dtab import Dentry, Dtab
 from .interpreter import NameInterpreter
 from .namer import NameBound
@@ -23,6 +33,14 @@ from .path import Path
 from .var import Failed, Ok, Pending, State, derive_activity
 
 MAX_DEPTH = 100
+#: Most nodes a delegate tree may hold (shared subtrees counted expanded); the rest is cut.
+#: Lower than the binding limit: every node is rendered (JSON, text) for a human to read.
+MAX_DELEGATE_NODES = 1_000
+#: The root ``note`` of a truncated delegate tree (formatted with the node limit).
+TRUNCATED_NOTE = (
+    "Delegation truncated: the tree exceeds the limit of {limit} nodes or {nesting} nested "
+    "alternatives/unions; the branches not explored are shown as exception nodes"
+)
 NOP = Dentry.nop
 _FAIL_PREFIX = Path.of("$", "fail")
 
@@ -32,7 +50,9 @@ class DNode:
     """A node of a delegate tree. ``kind`` is the JSON ``type``; fields depend on it.
 
     ``children`` holds ``(weight, node)`` pairs (weight None outside unions); ``value`` is a
-    :class:`NameBound` or :class:`Path` for leaves, and the message for exceptions.
+    :class:`NameBound` or :class:`Path` for leaves, and the message for exceptions. ``note``
+    is set on the root of a truncated tree only. Subtrees may be shared (the same object in
+    several places); every walk over a tree sees them expanded.
     """
 
     kind: str
@@ -40,19 +60,29 @@ class DNode:
     dentry: Dentry = NOP
     children: tuple[tuple[float | None, DNode], ...] = ()
     value: Any = None
+    note: str | None = None
 
     def with_dentry(self, dentry: Dentry) -> DNode:
-        return DNode(self.kind, self.path, dentry, self.children, self.value)
+        return DNode(self.kind, self.path, dentry, self.children, self.value, self.note)
+
+    def with_note(self, note: str | None) -> DNode:
+        return DNode(self.kind, self.path, self.dentry, self.children, self.value, note)
 
     @property
     def child(self) -> DNode:
         return self.children[0][1]
 
     def leaves(self) -> list[NameBound]:
-        """Every bound leaf under this node."""
-        if self.kind == "leaf" and isinstance(self.value, NameBound):
-            return [self.value]
-        return [b for _, c in self.children for b in c.leaves()]
+        """Every bound leaf under this node, in order (a shared leaf once per place)."""
+        out: list[NameBound] = []
+        stack: list[DNode] = [self]
+        while stack:
+            node = stack.pop()
+            if node.kind == "leaf" and isinstance(node.value, NameBound):
+                out.append(node.value)
+            else:
+                stack.extend(c for _, c in reversed(node.children))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The Linkerd ``/delegator.json`` form of this tree (addresses as currently known)."""
@@ -68,9 +98,15 @@ class DNode:
         if self.kind == "delegate":
             out["delegate"] = self.child.to_json()
         elif self.kind == "alt":
-            out["alt"] = [c.to_json() for _, c in self.children]
+            alt: list[dict[str, Any]] = []
+            for _, c in self.children:  # (loops, not comprehensions: one frame per level)
+                alt.append(c.to_json())
+            out["alt"] = alt
         elif self.kind == "union":
-            out["union"] = [{"weight": w, "tree": c.to_json()} for w, c in self.children]
+            union: list[dict[str, Any]] = []
+            for w, c in self.children:
+                union.append({"weight": w, "tree": c.to_json()})
+            out["union"] = union
         elif self.kind == "leaf":
             bound = self.value
             out["bound"] = {
@@ -80,6 +116,8 @@ class DNode:
             }
         elif self.kind == "exception":
             out["message"] = self.value
+        if self.note is not None:
+            out["note"] = self.note
         return out
 
 
@@ -111,16 +149,29 @@ def _from_tree(path: Path, dentry: Dentry, tree: NameTree[Any]) -> DNode:
 
 
 class _Delegation:
-    def __init__(self, interpreter: NameInterpreter, dtab: Dtab) -> None:
+    """One delegation: the dtab, the work done so far and the subtrees already delegated."""
+
+    def __init__(self, interpreter: NameInterpreter, dtab: Dtab, max_nodes: int) -> None:
         self.interpreter = interpreter
         self.dtab = dtab
+        self.max_nodes = max_nodes
+        #: nodes produced so far, shared subtrees counted once per reference
+        self.used = 0
+        self.truncated = False
+        #: the deepest alt/union nesting reached so far (a shared subtree's own nesting is
+        #: its deepest minus the nesting it was delegated at)
+        self.deepest = 0
+        #: (path, id(dentry), depth) -> (tree or recursion error message, size, nesting);
+        #: every dentry comes from ``dtab`` (or is NOP): its id is stable in a delegation
+        self.memo: dict[tuple[Path, int, int], tuple[DNode | str, int, int]] = {}
 
     def lookup(self, dentry: Dentry, path: Path) -> DNode:
-        matches = [
-            _from_tree(path, e, _rewrite(e, path))
-            for e in reversed(self.dtab)
-            if e.prefix.matches(path)
-        ]
+        matches: list[DNode] = []
+        for e in self.dtab.candidates(path):
+            if e.prefix.matches(path):
+                # (what a lookup builds counts: a wide dst is rebuilt for every lookup)
+                self.used += tree_size(e.dst)
+                matches.append(_from_tree(path, e, _rewrite(e, path)))
         if len(matches) == 1:
             return DNode("delegate", path, dentry, ((None, matches[0]),))
         if matches:
@@ -133,31 +184,85 @@ class _Delegation:
         assert isinstance(state, Ok)
         if state.value is Neg:
             return DNode("neg", path, dentry)
+        self.used += tree_size(state.value)
         return _from_tree(path, dentry, state.value)
 
-    def bind(self, depth: int, n: DNode) -> DNode:
+    def cut(self, n: DNode, why: str) -> DNode:
+        """What stands for a subtree that is not explored."""
+        self.truncated = True
+        return DNode("exception", n.path, n.dentry, value=f"Delegation truncated: {why}")
+
+    @property
+    def too_large(self) -> str:
+        return f"the tree exceeds the limit of {self.max_nodes} nodes"
+
+    def bind(self, depth: int, n: DNode, nesting: int = 0) -> DNode:
         if depth > MAX_DEPTH:
             raise BindingError("Max recursion level reached.")
+        if self.used >= self.max_nodes:
+            return self.cut(n, self.too_large)
+        self.used += 1
         if n.kind == "leaf":
             if isinstance(n.value, NameBound):
                 return n
-            return self.bind(depth + 1, self.lookup(n.dentry, n.value))
+            return self.bind_path(depth, n, nesting)
         if n.kind == "delegate":
-            return DNode("delegate", n.path, n.dentry, ((None, self.bind(depth, n.child)),))
+            kid = self.bind(depth, n.child, nesting)
+            return DNode("delegate", n.path, n.dentry, ((None, kid),))
         if n.kind in ("alt", "union"):
             if not n.children:
                 return DNode("neg", n.path, n.dentry)
             if len(n.children) == 1:
-                return DNode("delegate", n.path, n.dentry, ((None, self.bind(depth, n.child)),))
-            kids = tuple((w, self._guarded(depth, n, c)) for w, c in n.children)
-            return DNode(n.kind, n.path, n.dentry, kids)
+                kid = self.bind(depth, n.child, nesting)
+                return DNode("delegate", n.path, n.dentry, ((None, kid),))
+            if nesting >= MAX_NESTING:
+                return self.cut(n, _TOO_DEEP)
+            self.deepest = max(self.deepest, nesting + 1)
+            kids: list[tuple[float | None, DNode]] = []
+            for i, (w, c) in enumerate(n.children):
+                if self.used >= self.max_nodes:  # one node for all the branches left
+                    rest = n.children[i:]
+                    more = f"{self.too_large}; {len(rest)} more branches not shown"
+                    weight = sum(x or 0.0 for x, _ in rest) if n.kind == "union" else None
+                    kids.append((weight, self.cut(n, more)))
+                    break
+                try:
+                    kid = self.bind(depth, c, nesting + 1)
+                except BindingError as e:
+                    kid = DNode("exception", n.path, n.dentry, value=_message(e))
+                kids.append((w, kid))
+            return DNode(n.kind, n.path, n.dentry, tuple(kids))
         return n  # neg, fail, empty, exception
 
-    def _guarded(self, depth: int, parent: DNode, child: DNode) -> DNode:
+    def bind_path(self, depth: int, n: DNode, nesting: int) -> DNode:
+        """A leaf still holding a path: look it up and delegate the result, once per
+        (path, dentry, depth); a repeat shares the subtree (and counts its size again)."""
+        key = (n.value, id(n.dentry), depth)
+        hit = self.memo.get(key)
+        if hit is not None:
+            result, size, height = hit
+            if self.used + size > self.max_nodes:
+                return self.cut(n, self.too_large)
+            if nesting + height > MAX_NESTING:
+                return self.cut(n, _TOO_DEEP)
+            self.used += size
+            self.deepest = max(self.deepest, nesting + height)
+            if isinstance(result, str):
+                raise BindingError(result)
+            return result
+        start, outer, self.deepest = self.used, self.deepest, nesting
         try:
-            return self.bind(depth, child)
+            node: DNode | str = self.bind(depth + 1, self.lookup(n.dentry, n.value), nesting)
         except BindingError as e:
-            return DNode("exception", parent.path, parent.dentry, value=_message(e))
+            node = str(e)
+        self.memo[key] = (node, self.used - start, self.deepest - nesting)
+        self.deepest = max(outer, self.deepest)
+        if isinstance(node, str):
+            raise BindingError(node)
+        return node
+
+
+_TOO_DEEP = f"more than {MAX_NESTING} nested alternatives or unions"
 
 
 def _message(error: BaseException) -> str:
@@ -176,36 +281,45 @@ def simplify(n: DNode) -> DNode:
             return DNode("neg", n.path, n.dentry)
         if len(n.children) == 1:
             return simplify(DNode("delegate", n.path, n.dentry, n.children))
-        if n.kind == "union":
-            kids = tuple((w, simplify(c)) for w, c in n.children)
-            return DNode("union", n.path, n.dentry, kids)
-        flat: list[tuple[float | None, DNode]] = []
-        for _, c in n.children:
+        kids: list[tuple[float | None, DNode]] = []
+        for w, c in n.children:  # (a loop, not a comprehension: one frame per level)
             s = simplify(c)
-            if s.kind == "alt" and s.path == n.path:
-                flat.extend(s.children)
+            if n.kind == "alt" and s.kind == "alt" and s.path == n.path:
+                kids.extend(s.children)
             else:
-                flat.append((None, s))
-        return DNode("alt", n.path, n.dentry, tuple(flat))
+                kids.append((w, s))
+        return DNode(n.kind, n.path, n.dentry, tuple(kids))
     return n
 
 
-def delegate_once(interpreter: NameInterpreter, dtab: Dtab, path: Path) -> State[DNode]:
+def delegate_once(
+    interpreter: NameInterpreter,
+    dtab: Dtab,
+    path: Path,
+    *,
+    max_nodes: int = MAX_DELEGATE_NODES,
+) -> State[DNode]:
     """One evaluation of the delegate tree; ``Pending`` while a namer lookup is pending.
 
     ``dtab`` is the whole dtab to use; an interpreter that owns a stored dtab has it
     prepended. Raises :class:`BindingError` when the recursion limit is hit outside any
-    multi-branch node.
+    multi-branch node. A tree beyond ``max_nodes`` nodes is truncated: the root's ``note``
+    says so (see the module docstring).
     """
     stored = interpreter.stored_dtab()
     if not isinstance(stored, Ok):
         return stored
     full = stored.value + dtab if len(stored.value) else dtab
     root = DNode("leaf", Path.empty, NOP, value=path)
+    delegation = _Delegation(interpreter, full, max_nodes)
     try:
-        return Ok(simplify(_Delegation(interpreter, full).bind(0, root)))
+        tree = simplify(delegation.bind(0, root))
     except _Blocked:
         return Pending
+    if delegation.truncated:
+        note = TRUNCATED_NOTE.format(limit=max_nodes, nesting=MAX_NESTING)
+        tree = tree.with_note(note)
+    return Ok(tree)
 
 
 async def delegate(
@@ -218,7 +332,7 @@ async def delegate(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     tree = await activity.wait(timeout)
-    leaves = tree.leaves()
+    leaves = list({id(b): b for b in tree.leaves()}.values())  # (shared leaves once)
     with contextlib.suppress(TimeoutError):  # leaves still pending then show as pending
         await asyncio.wait_for(
             asyncio.gather(*(b.addr.changes(lambda a: a is not AddrPending) for b in leaves)),
@@ -227,4 +341,4 @@ async def delegate(
     return tree
 
 
-__all__ = ["DNode", "delegate", "delegate_once", "simplify"]
+__all__ = ["MAX_DELEGATE_NODES", "TRUNCATED_NOTE", "DNode", "delegate", "delegate_once", "simplify"]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import ClassVar, final, overload
 
 from turnout.naming._scanner import Scanner, is_label_char, parse_all
 from turnout.naming.nametree import Alt, NameTree, Neg, read_tree
 from turnout.naming.path import Path, show_label
+
+#: Most bytes of dtab text one request may carry: every ``l5d-dtab`` and ``l5d-ctx-dtab``
+#: header value together. A larger request is refused (HTTP 400).
+MAX_REQUEST_DTAB_BYTES = 4096
+#: Most dentries one request's dtab may hold (the headers' dentries together).
+MAX_REQUEST_DTAB_ENTRIES = 100
 
 
 @final
@@ -71,9 +78,14 @@ class Prefix:
 
     def matches(self, path: Path) -> bool:
         """Whether the path starts with this prefix, element by element (``*`` = one label)."""
-        return len(self.elems) <= len(path) and all(
-            elem is ANY or elem == label
-            for elem, label in zip(self.elems, path.elems, strict=False)
+        elems = self.elems
+        labels = path.elems
+        if len(elems) > len(labels):
+            return False
+        if labels[: len(elems)] == elems:  # (the common case: no wildcard)
+            return True
+        return ANY in elems and all(
+            elem is ANY or elem == label for elem, label in zip(elems, labels, strict=False)
         )
 
     @property
@@ -127,6 +139,8 @@ class Dtab(Sequence[Dentry]):
     """An immutable sequence of dentries; later entries take precedence."""
 
     entries: tuple[Dentry, ...]
+    #: built by the first lookup: the entries that may match a path, by its first label
+    _index: _Index | None = field(init=False, compare=False, hash=False, repr=False)
     empty: ClassVar[Dtab]
 
     def __init__(self, entries: Iterable[Dentry] = ()) -> None:
@@ -135,6 +149,7 @@ class Dtab(Sequence[Dentry]):
             if not isinstance(entry, Dentry):
                 raise TypeError(f"Dtab entries must be Dentry, got {entry!r}")
         object.__setattr__(self, "entries", entries)
+        object.__setattr__(self, "_index", None)
 
     @classmethod
     def read(cls, text: str) -> Dtab:
@@ -171,10 +186,23 @@ class Dtab(Sequence[Dentry]):
 
         No match gives ``Neg``, one match its rewritten dst, several an unsimplified ``Alt``.
         """
-        matches = [_rewrite(e, path) for e in reversed(self.entries) if e.prefix.matches(path)]
+        matches = [_rewrite(e, path) for e in self.candidates(path) if e.prefix.matches(path)]
         if not matches:
             return Neg
         return matches[0] if len(matches) == 1 else Alt(*matches)
+
+    def candidates(self, path: Path) -> Sequence[Dentry]:
+        """The entries whose prefix may match ``path``, the last entry first.
+
+        A superset of the matching entries (those whose first prefix element is the path's
+        first label, a ``*`` or nothing), found without scanning the whole dtab: a binding may
+        look up thousands of paths in a dtab of hundreds of entries.
+        """
+        index = self._index
+        if index is None:
+            index = _Index(self.entries)
+            object.__setattr__(self, "_index", index)
+        return index.candidates(path)
 
     @property
     def simplified(self) -> Dtab:
@@ -201,6 +229,34 @@ class Dtab(Sequence[Dentry]):
 
 
 Dtab.empty = Dtab()
+
+
+class _Index:
+    """A dtab's entries by the first element of their prefix (see :meth:`Dtab.candidates`)."""
+
+    __slots__ = ("by_label", "wild", "wild_entries")
+
+    def __init__(self, entries: tuple[Dentry, ...]) -> None:
+        #: label -> (position, entry) for prefixes starting with that label, last first
+        self.by_label: dict[bytes, list[tuple[int, Dentry]]] = {}
+        #: (position, entry) for prefixes that are empty or start with ``*``, last first
+        self.wild: list[tuple[int, Dentry]] = []
+        for pos in range(len(entries) - 1, -1, -1):
+            entry = entries[pos]
+            elems = entry.prefix.elems
+            if not elems or elems[0] is ANY:
+                self.wild.append((pos, entry))
+            else:
+                self.by_label.setdefault(elems[0], []).append((pos, entry))  # type: ignore[arg-type]
+        self.wild_entries = [e for _, e in self.wild]
+
+    def candidates(self, path: Path) -> Sequence[Dentry]:
+        own = self.by_label.get(path.elems[0]) if path.elems else None
+        if not own:
+            return self.wild_entries
+        if not self.wild:
+            return [e for _, e in own]
+        return [e for _, e in sorted(own + self.wild, key=itemgetter(0), reverse=True)]
 
 
 def _rewrite(entry: Dentry, path: Path) -> NameTree[Path]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import BindingError, UnknownNamerError
-from .binding import MAX_DEPTH, bind_once
+from .binding import MAX_BIND_NODES, MAX_DEPTH, bind_once
 from .dtab import Dtab
 from .inet import InetResolver, default_resolver
 from .namer import Name, NameBound, Namer
@@ -114,10 +114,13 @@ class ConfiguredNamersInterpreter(NameInterpreter):
         global_namer: GlobalNamer,
         *,
         max_depth: int = MAX_DEPTH,
+        max_nodes: int = MAX_BIND_NODES,
     ) -> None:
         self.namers = [(_HASH + prefix, namer) for prefix, namer in namers]
         self.global_namer = global_namer
         self.max_depth = max_depth
+        #: most name-tree nodes one binding may visit (see turnout.naming.binding)
+        self.max_nodes = max_nodes
         self._activities: dict[tuple[int, Path], Activity[NameTree[Name]]] = {}
 
     def _namer_activity(self, index: int, namer: Namer, rest: Path) -> Activity[NameTree[Name]]:
@@ -150,7 +153,9 @@ class ConfiguredNamersInterpreter(NameInterpreter):
             if not isinstance(stored, Ok):
                 return stored
             full = stored.value + dtab if len(stored.value) else dtab
-            return bind_once(lambda p: self.lookup(full, p), Leaf(path), self.max_depth)
+            return bind_once(
+                lambda p: self.lookup(full, p), Leaf(path), self.max_depth, max_nodes=self.max_nodes
+            )
 
         return derive_activity(compute)
 
@@ -165,8 +170,9 @@ class DtabFileInterpreter(ConfiguredNamersInterpreter):
         dtab: Activity[Dtab],
         *,
         max_depth: int = MAX_DEPTH,
+        max_nodes: int = MAX_BIND_NODES,
     ) -> None:
-        super().__init__(namers, global_namer, max_depth=max_depth)
+        super().__init__(namers, global_namer, max_depth=max_depth, max_nodes=max_nodes)
         self.dtab = dtab
 
     def stored_dtab(self) -> State[Dtab]:

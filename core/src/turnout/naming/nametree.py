@@ -21,6 +21,9 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 DEFAULT_WEIGHT = 1.0
+#: Most parentheses a name tree may nest (the parser and tree walks recurse; Finagle has no
+#: such limit but nothing real comes close).
+MAX_PARENS = 50
 
 
 class NameTree(ABC, Generic[T]):
@@ -321,10 +324,14 @@ def _read_simple(s: Scanner) -> NameTree[Path]:
     s.ws()
     c = s.peek()
     if c == "(":
+        if s.nesting >= MAX_PARENS:
+            s.fail(f"at most {MAX_PARENS} nested parentheses")
+        s.nesting += 1
         s.advance()
         tree = read_tree(s)
         s.ws()
         s.eat(")")
+        s.nesting -= 1
         return tree
     if c == "/":
         return Leaf(Path(*s.path()))

@@ -35,6 +35,14 @@ class Path:
         object.__setattr__(self, "elems", elems)
         object.__setattr__(self, "_hash", hash(elems))
 
+    @classmethod
+    def _of_valid(cls, elems: tuple[bytes, ...]) -> Path:
+        """A path from labels already known to be valid (taken from other paths)."""
+        path = object.__new__(cls)
+        object.__setattr__(path, "elems", elems)
+        object.__setattr__(path, "_hash", hash(elems))
+        return path
+
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}: Path is immutable")
 
@@ -90,13 +98,15 @@ class Path:
 
     def __getitem__(self, index: int | slice) -> bytes | Path:
         if isinstance(index, slice):
-            return Path(*self.elems[index])
+            return Path._of_valid(self.elems[index])
         return self.elems[index]
 
     def __add__(self, other: object) -> Path:
         if not isinstance(other, Path):
             return NotImplemented
-        return Path(*self.elems, *other.elems)
+        if not other.elems:
+            return self
+        return Path._of_valid(self.elems + other.elems)
 
     def take(self, n: int) -> Path:
         """The first ``n`` labels."""

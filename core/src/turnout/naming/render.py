@@ -88,7 +88,10 @@ def bound_tree_text(tree: NameTree[NameBound], indent: str = "") -> list[str]:
 
 
 def delegate_text(node: DNode, indent: str = "") -> list[str]:
-    """Indented lines explaining a delegate tree, one node per line."""
+    """Indented lines explaining a delegate tree, one node per line (after the root's note,
+    if the tree was truncated)."""
+    if node.note is not None:
+        return [f"{indent}note: {node.note}", *delegate_text(node.with_note(None), indent)]
     dentry = ""
     if node.dentry != NOP:
         dentry = f"  (via {node.dentry.prefix}=>{node.dentry.dst})"
