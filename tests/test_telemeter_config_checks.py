@@ -21,7 +21,7 @@ def registry():
     [
         ("{kind: io.l5d.zipkin, path: api/v2/spans}", "telemetry[0].path: must start with /"),
         ("{kind: io.l5d.zipkin, maxQueuedSpans: 100000000}", "telemetry[0].maxQueuedSpans"),
-        ("{kind: io.l5d.prometheus, buckets: [0.1, .inf]}", "must be finite"),
+        ("{kind: io.l5d.prometheus, buckets: [0.1, .inf]}", "expected a finite number"),
         ("{kind: io.l5d.prometheus, buckets: [1, 0.5]}", "strictly increasing"),
         ("{kind: io.l5d.prometheus, path: metrics}", "telemetry[0].path: must start with /"),
     ],

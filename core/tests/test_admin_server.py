@@ -50,6 +50,7 @@ def test_index_health_and_process_gauges(turnout_process):  # noqa: F811
     assert metrics["process/threads"] >= 1
     assert 0 <= metrics["process/loop_lag_ms"] < 5000  # milliseconds (a loaded box lags)
     assert metrics["process/gc/collections"] >= 0
+    assert metrics["process/asyncio_tasks"] >= 1  # (at least ProcessStats.run itself)
 
 
 def test_logging_json_lists_and_changes_levels(turnout_process):  # noqa: F811

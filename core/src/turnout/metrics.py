@@ -18,7 +18,7 @@ import itertools
 import math
 import operator
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 Key = tuple[str, ...]
@@ -282,6 +282,30 @@ class MetricsTree:
     def prune(self, *prefix: str) -> int:
         """Remove every metric under ``prefix`` (idle clients); returns how many."""
         doomed = [k for k in self._metrics if k[: len(prefix)] == prefix]
+        for k in doomed:
+            del self._metrics[k]
+        if doomed:
+            self._sorted = None
+        return len(doomed)
+
+    def prune_scopes(self, scopes: Iterable[Key], keep: Iterable[Key] = ()) -> int:
+        """Remove every metric under any of ``scopes`` but those under a longer scope in
+        ``keep`` (names nest: ``service/svc/a/b/...`` lives under ``service/svc/a``), in one
+        pass over the tree; returns how many."""
+        doomed_scopes = set(scopes)
+        kept = set(keep) - doomed_scopes
+        lengths = sorted({len(s) for s in doomed_scopes | kept}, reverse=True)
+        doomed = []
+        for k in self._metrics:
+            for n in lengths:  # the longest scope holding k decides
+                if n >= len(k):
+                    continue
+                head = k[:n]
+                if head in kept:
+                    break
+                if head in doomed_scopes:
+                    doomed.append(k)
+                    break
         for k in doomed:
             del self._metrics[k]
         if doomed:

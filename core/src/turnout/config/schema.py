@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -326,14 +327,21 @@ class Validator:
     def _float(self, value: Any, loc: Loc) -> Any:
         if isinstance(value, bool):
             return self.error(loc, f"expected a number, got {_show(value)}")
+        shown = _show(value)
         if isinstance(value, str):
             try:
                 value = float(value)
             except ValueError:
-                return self.error(loc, f"expected a number, got {_show(value)}")
+                return self.error(loc, f"expected a number, got {shown}")
         if not isinstance(value, int | float):
-            return self.error(loc, f"expected a number, got {_show(value)}")
-        return float(value)
+            return self.error(loc, f"expected a number, got {shown}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the range of floats
+            number = math.inf
+        if not math.isfinite(number):  # (.nan would pass every range check)
+            return self.error(loc, f"expected a finite number, got {shown}")
+        return number
 
     def _str(self, value: Any, loc: Loc) -> Any:
         if isinstance(value, str):
@@ -477,12 +485,21 @@ def _show(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, int) and value.bit_length() > 100:
+        return _big(value)
     return str(value)
+
+
+def _big(x: int) -> str:
+    """An integer too long to show (or to convert: beyond 4300 digits ``str()`` raises)."""
+    return f"{'-' if x < 0 else ''}an integer of about {int(x.bit_length() * 0.30103) + 1} digits"
 
 
 def _num(x: float | None) -> str:
     if x is None:
         return ""
+    if isinstance(x, int) and x.bit_length() > 100:
+        return _big(x)
     return str(int(x)) if float(x).is_integer() else str(x)
 
 

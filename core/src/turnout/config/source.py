@@ -106,29 +106,71 @@ def read_text(
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         msg = " ".join(x for x in (e.context, e.problem) if x) or str(e)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         return source, [ConfigProblem(f"invalid YAML: {msg}", source=name, line=line, column=col)]
-    except yaml.YAMLError as e:  # pragma: no cover - non-marked errors are rare
-        return source, [ConfigProblem(f"invalid YAML: {e}", source=name)]
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (no mark)
+        line, col = _line_col(text, e.position, encoded=_Loader is not yaml.SafeLoader)
+        what = str(e).split("\n", 1)[0]
+        return source, [ConfigProblem(f"invalid YAML: {what}", source=name, line=line, column=col)]
+    except yaml.YAMLError as e:  # pragma: no cover - no other unmarked error is known
+        return source, [ConfigProblem(f"invalid YAML: {e}", source=name, line=1, column=1)]
+    except UnicodeEncodeError as e:  # a lone surrogate (text decoded with surrogateescape)
+        line, col = _line_col(text, e.start)
+        bad = ord(text[e.start])
+        return source, [
+            ConfigProblem(
+                f"invalid character U+{bad:04X}: the configuration must be UTF-8 text",
+                source=name,
+                line=line,
+                column=col,
+            )
+        ]
     walker = _Walker(source, os.environ if environ is None else environ)
     if node is None:
         source.data = None
     else:
         try:
             source.data = walker.convert(node, ())
-        except _TooBig:
+        except _TooBig as e:
+            mark = e.node.start_mark
             return source, [
                 ConfigProblem(
                     f"the document expands to more than {MAX_VALUES} values (through YAML "
                     "aliases); refusing to load it",
                     source=name,
+                    line=mark.line + 1,
+                    column=mark.column + 1,
                 )
             ]
     return source, walker.problems
 
 
+def _line_col(text: str, position: int, *, encoded: bool = False) -> tuple[int, int]:
+    """1-based line and column of ``position`` in ``text`` (a UTF-8 byte offset when
+    ``encoded``: libyaml counts bytes)."""
+    if encoded:
+        before = text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "replace")
+    else:
+        before = text[:position]
+    line = before.count("\n") + 1
+    return line, len(before) - (before.rfind("\n") + 1) + 1
+
+
 class _TooBig(Exception):
-    pass
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.node = node
+
+
+#: values nested deeper than this are refused (no configuration needs more than a dozen; the
+#: walker and the validator recurse once or twice per level)
+MAX_DEPTH = 100
+
+#: what YAML's scalar constructors raise on a value they cannot build: an explicit tag they do
+#: not know or whose text does not fit (``!!int abc``; ``!!int`` alone raises IndexError,
+#: ``!!timestamp`` alone AttributeError), an integer too long for ``int()``... PyYAML's
+#: constructors promise nothing narrower
+_CONSTRUCT_ERRORS = (Exception,)
 
 
 class _Walker:
@@ -138,18 +180,33 @@ class _Walker:
         self.problems: list[ConfigProblem] = []
         self.count = 0
         self.constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+        #: the collection nodes being converted (an alias to one of them is a cycle)
+        self.open: set[int] = set()
 
     def convert(self, node: yaml.Node, loc: Loc) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise _TooBig
+            raise _TooBig(node)
         mark = node.start_mark
         self.source.values.setdefault(loc, (mark.line + 1, mark.column + 1))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, loc)
+        if id(node) in self.open:
+            return self._fail(node, loc, "a YAML alias refers to a value that contains it")
+        if len(self.open) >= MAX_DEPTH:
+            return self._fail(node, loc, f"values are nested more than {MAX_DEPTH} levels deep")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
             return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
-        return self._scalar(node, loc)
+        finally:
+            self.open.discard(id(node))
+
+    def _fail(self, node: yaml.Node, loc: Loc, message: str) -> None:
+        """Report a value that cannot be read; validation skips its location."""
+        self.source.failed.add(loc)
+        self.problems.append(self.source_problem(node, loc, message))
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Key, Any]:
         seen: dict[Any, yaml.Node] = {}
@@ -169,7 +226,12 @@ class _Walker:
                 )
             else:
                 seen[key] = key_node
-        self.constructor.flatten_mapping(node)  # resolves "<<: *anchor" merge keys
+        try:
+            self.constructor.flatten_mapping(node)  # resolves "<<: *anchor" merge keys
+        except (yaml.YAMLError, RecursionError) as e:
+            what = e.problem if isinstance(e, yaml.MarkedYAMLError) else "a recursive merge"
+            self._fail(node, loc, f"invalid YAML merge key ('<<'): {what}")
+            node.value = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
         out: dict[Key, Any] = {}
         for key_node, value_node in node.value:
             key = self._key(key_node)
@@ -182,15 +244,25 @@ class _Walker:
 
     def _key(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
-            value = self.constructor.construct_object(node)
+            try:
+                value = self.constructor.construct_object(node)
+            except _CONSTRUCT_ERRORS:
+                return node.value  # (the key is reported unknown, with its text)
             return value if isinstance(value, str | int) else str(value)
-        return repr(node.value)
+        # (not repr(node.value): a key may contain an alias to its own mapping)
+        kind = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+        mark = node.start_mark
+        return f"<a {kind} at line {mark.line + 1}, column {mark.column + 1}>"
 
     def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
         self.source.raw[loc] = node.value
         if not node.style and "\n" not in node.value:  # plain style: None or "" by parser
             self.source.exact.add(loc)
-        value = self.constructor.construct_object(node)
+        try:
+            value = self.constructor.construct_object(node)
+        except _CONSTRUCT_ERRORS as e:
+            what = e.problem if isinstance(e, yaml.MarkedYAMLError) else str(e)
+            return self._fail(node, loc, f"invalid YAML value {node.tag!r}: {what}")
         if isinstance(value, str) and "${" in value:
             value = self._expand(value, node, loc)
         return value
