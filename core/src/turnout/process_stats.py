@@ -8,7 +8,9 @@
 - ``process/loop_lag_ms``: how late the event loop ran a timer that should have fired at once,
   sampled every 250 ms (the worst of the last second): a busy or blocked loop shows here
   before it shows in latencies;
-- ``process/gc/collections`` and ``process/gc/gen2``: garbage collections so far.
+- ``process/gc/collections`` and ``process/gc/gen2``: garbage collections so far;
+- ``process/asyncio_tasks``: asyncio tasks alive on the event loop (a number that keeps
+  growing under steady load is a leak; ``bench/soak.py`` watches it).
 
 Reading them costs a few system calls per scrape, nothing on the request path.
 """
@@ -194,6 +196,8 @@ class ProcessStats:
         self.started = time.monotonic()
         self._lags: list[float] = [0.0] * 4
         self._i = 0
+        #: the loop run() runs on (whose tasks process/asyncio_tasks counts)
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: descriptor exhaustion: install() its loop handler; run() probes
         self.fds = FdExhaustion(metrics)
         m = metrics
@@ -208,11 +212,17 @@ class ProcessStats:
             "process", "gc", "collections", fn=lambda: sum(s["collections"] for s in gc.get_stats())
         )
         m.gauge("process", "gc", "gen2", fn=lambda: gc.get_stats()[2]["collections"])
+        m.gauge("process", "asyncio_tasks", fn=self.tasks)
+
+    def tasks(self) -> int:
+        """Tasks not yet done on the loop :meth:`run` runs on (0 before it runs)."""
+        loop = self._loop
+        return len(asyncio.all_tasks(loop)) if loop is not None and not loop.is_closed() else 0
 
     async def run(self) -> None:
         """Sample the loop lag and probe for descriptor exhaustion forever (run it in the
         linker's task group)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
             await asyncio.sleep(self.INTERVAL)

@@ -62,10 +62,14 @@ def test_linkerd_defaults(registry):
     assert config.effective_prefix == Path.read("/io.l5d.marathon")
 
 
-def test_every_linkerd_key_is_read(registry):
+def test_every_linkerd_key_is_read(registry, tmp_path):
+    import trustme
+
+    ca = tmp_path / "ca.pem"  # (trust files are read by turnout check: a real CA)
+    trustme.CA().cert_pem.write_to_path(str(ca))
     config, problems = read_namer(
         registry,
-        """
+        f"""
         kind: io.l5d.marathon
         prefix: /marathon
         host: marathon.example
@@ -78,7 +82,7 @@ def test_every_linkerd_key_is_read(registry):
         tls:
           commonName: marathon.example
           disableValidation: false
-          trustCerts: [/etc/ssl/ca.pem]
+          trustCerts: [{ca}]
         """,
     )
     assert problems == []
@@ -90,9 +94,7 @@ def test_every_linkerd_key_is_read(registry):
     )
     assert (config.uri_prefix, config.ttl_ms, config.jitter_ms) == ("/marathon", 1000, 20)
     assert config.use_health_check is True
-    assert config.tls.common_name == "marathon.example" and config.tls.trust_certs == [
-        "/etc/ssl/ca.pem"
-    ]
+    assert config.tls.common_name == "marathon.example" and config.tls.trust_certs == [str(ca)]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +105,7 @@ def test_every_linkerd_key_is_read(registry):
         ("ttlMs: 0\n", "ttlMs"),
         ("jitterMs: -1\n", "jitterMs"),
         ("ttl: 5\n", "ttl"),
-        ("tls: {protocols: [SSLv3]}\n", "unknown TLS protocols"),
+        ("tls: {protocols: [SSLv3]}\n", "unknown TLS protocol"),
     ],
 )
 def test_config_errors(registry, text, message):

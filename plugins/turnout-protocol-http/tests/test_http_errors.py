@@ -76,7 +76,7 @@ def test_binding_timeout_is_502(http_proxy):
     elapsed = time.monotonic() - start
     assert r.status == 502
     assert "binding timeout" in unquote(r.header("l5d-err") or "").lower() + r.text.lower()
-    assert 0.35 <= elapsed < 2.0, elapsed
+    assert 0.35 <= elapsed < 5.0, elapsed  # (a loaded machine may answer late, never early)
 
 
 def test_pending_address_set_times_out_at_the_binding_timeout(http_proxy):
@@ -91,17 +91,17 @@ def test_pending_address_set_times_out_at_the_binding_timeout(http_proxy):
     elapsed = time.monotonic() - start
     assert r.status == 502
     assert r.has_header("l5d-err")
-    assert 0.35 <= elapsed < 2.0, elapsed
+    assert 0.35 <= elapsed < 5.0, elapsed
 
 
 def test_max_concurrent_requests_rejects_at_once(http_proxy, disco_dir, recording_backend):
-    backend = recording_backend(delay=1.5)
+    backend = recording_backend(delay=5.0)
     disco_dir.write("web", backend)
     proxy = http_proxy(server={"maxConcurrentRequests": 1})
     results = {}
 
     def slow() -> None:
-        results["slow"] = http_request(proxy.port, headers={"Host": "web"})
+        results["slow"] = http_request(proxy.port, headers={"Host": "web"}, timeout=15)
 
     thread = threading.Thread(target=slow)
     thread.start()
@@ -111,10 +111,10 @@ def test_max_concurrent_requests_rejects_at_once(http_proxy, disco_dir, recordin
         r = http_request(proxy.port, headers={"Host": "web"})
         assert r.status == 503
         assert r.has_header("l5d-err")
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < 3.0  # not queued behind the 5 s request
     finally:
-        thread.join(10)
+        thread.join(20)
     assert results["slow"].status == 200
     assert backend.request_count == 1
     # once the first is done, requests are accepted again
-    assert http_request(proxy.port, headers={"Host": "web"}).status == 200
+    assert http_request(proxy.port, headers={"Host": "web"}, timeout=15).status == 200

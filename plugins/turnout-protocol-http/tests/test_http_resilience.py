@@ -372,7 +372,9 @@ def test_total_timeout_answers_503_with_l5d_err(http_proxy, disco_dir, recording
     elapsed = time.monotonic() - start
     assert r.status == 503
     assert "totalTimeoutMs" in (r.header("l5d-err") or "")
-    assert 0.3 <= elapsed < 2.0
+    # never early (turnout re-arms a timer that fires before its deadline); the upper bound
+    # is the backend's delay: a loaded machine may be slow to answer, never wrong
+    assert 0.3 <= elapsed < 3.0
     m = metrics(proxy)
     assert m[f"{SERVICE}/failures/total_timeout"] == 1
 
@@ -396,7 +398,7 @@ def test_attempt_timeout_is_retried_on_a_faster_endpoint(http_proxy, disco_dir, 
     results = send(proxy.port, 4)
     assert [s for s, _ in results] == [200] * 4
     assert all(b.startswith(b"fast") for _, b in results)
-    assert time.monotonic() - start < 2.5  # attempts cut at 200 ms, not 3 s waits
+    assert time.monotonic() - start < 6.0  # attempts cut at 200 ms, not 4 x 3 s waits
     m = metrics(proxy)
     # round robin: each request meets `slow` first, times out there, and is retried on `fast`
     assert slow.request_count in (3, 4)  # (the first request may go to `fast`)

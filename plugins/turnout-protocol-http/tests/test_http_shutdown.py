@@ -90,7 +90,7 @@ def test_sigterm_without_traffic_exits_at_once(http_proxy):
     proxy = http_proxy()
     start = time.monotonic()
     assert proxy.stop(signal.SIGTERM, timeout=5) == 0
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 4.0  # (not the 10 s default grace)
 
 
 def test_request_longer_than_the_grace_period_is_cut(http_proxy, disco_dir, recording_backend):
@@ -106,7 +106,7 @@ def test_request_longer_than_the_grace_period_is_cut(http_proxy, disco_dir, reco
         elapsed = time.monotonic() - start
         data, closed = c.read_until_close(2)
     assert code == 0
-    assert 0.4 <= elapsed < 2.0, elapsed
+    assert 0.4 <= elapsed < 5.0, elapsed  # the 500 ms grace, not the 10 s request
     assert closed
     assert not data.startswith(b"HTTP/1.1 200")
 
@@ -134,6 +134,6 @@ def test_idle_keep_alive_connections_are_closed_at_shutdown(
         assert c.read_final().status == 200
         start = time.monotonic()
         proxy.signal(signal.SIGTERM)
-        assert c.is_closed(3)
+        assert c.is_closed(4)
         assert proxy.wait(5) == 0
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 4.5  # not the 5 s grace

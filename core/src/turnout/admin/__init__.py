@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..admin_routes import AdminRoute
-from ..errors import BindingError, ParseError
+from ..errors import BindingError, ParseError, TurnoutError
 from ..naming import ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
 from .ui import ui_routes
 
@@ -99,7 +99,21 @@ class AdminServer:
     async def start(self) -> None:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.ip, self.config.port, reuse_address=True)
+        ssl_context = None
+        if self.config.tls is not None:
+            from .. import tls
+
+            try:
+                ssl_context = tls.server_context(self.config.tls)
+            except tls.TlsError as e:
+                raise TurnoutError(f"admin.tls.{e.key}: {e.message}") from None
+        site = web.TCPSite(
+            self.runner,
+            self.config.ip,
+            self.config.port,
+            reuse_address=True,
+            ssl_context=ssl_context,
+        )
         await site.start()
         server = site._server
         assert server is not None

@@ -189,13 +189,30 @@ class SocketOptionsConfig(ConfigObject):
 class TlsServerConfig(ConfigObject):
     """Terminate TLS on a server."""
 
-    cert_path: str = option(doc="PEM certificate chain.")
-    key_path: str = option(doc="PEM private key (PKCS#8).")
-    intermediate_certs_path: str | None = option(None, doc="Intermediate certificates.")
-    ca_cert_path: str | None = option(None, doc="CA used to verify client certificates.")
-    require_client_auth: bool = option(False, doc="Require and verify client certificates (mTLS).")
-    protocols: list[str] | None = option(None, doc="TLS protocol versions to accept.")
-    ciphers: list[str] | None = option(None, doc="Cipher suites to accept.")
+    cert_path: str = option(doc="PEM certificate (chain), leaf first.")
+    key_path: str = option(doc="PEM private key of the certificate (PKCS#8 or PKCS#1).")
+    intermediate_certs_path: str | None = option(
+        None, doc="PEM intermediate certificates, sent after the certificate."
+    )
+    ca_cert_path: str | None = option(
+        None,
+        doc="PEM CA certificates that verify client certificates (asked for, not required, "
+        "unless requireClientAuth).",
+    )
+    require_client_auth: bool = option(
+        False, doc="Require a client certificate that caCertPath verifies (mTLS)."
+    )
+    protocols: list[str] | None = option(
+        None, doc="TLS versions to accept: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 (default 1.2 and 1.3)."
+    )
+    ciphers: list[str] | None = option(
+        None, doc="OpenSSL cipher names for TLS 1.2 and lower (TLS 1.3 suites are OpenSSL's)."
+    )
+
+    def check(self) -> Iterable[tuple[str | Loc, str]]:
+        from .. import tls
+
+        return tls.check_server(self)
 
 
 class SessionConfig(ConfigObject):
@@ -212,9 +229,7 @@ class ServerConfig(ConfigObject):
         None, min=0, max=65535, doc="Port; the protocol's default when absent."
     )
     ip: str = option(LOOPBACK, doc="Address to bind. Loopback by default; use 0.0.0.0 for all.")
-    tls: TlsServerConfig | None = option(
-        None, doc="Terminate TLS.", unsupported="server tls is not implemented yet"
-    )
+    tls: TlsServerConfig | None = option(None, doc="Terminate TLS (see docs/tls.md).")
     max_concurrent_requests: int | None = option(
         None, min=1, doc="Reject requests beyond this many in flight (503, no queueing)."
     )
@@ -229,10 +244,15 @@ class ServerConfig(ConfigObject):
     timeout_ms: int | None = option(
         None,
         min=1,
-        doc="Server-side request timeout.",
-        unsupported="server timeoutMs is not implemented yet",
+        doc="Server-side deadline: a request whose response has not begun this long after it "
+        "arrived is answered 503 with l5d-err (no default: totalTimeoutMs and the client's "
+        "responseIdleTimeoutMs bound requests already).",
     )
-    server_session: SessionConfig | None = option(None, doc="Connection lifetime limits.")
+    server_session: SessionConfig | None = option(
+        None,
+        doc="Client connection limits: idleTimeMs closes idle keep-alive connections, "
+        "lifeTimeMs closes a connection after the response in progress once it is this old.",
+    )
     socket_options: SocketOptionsConfig | None = option(None, doc="TCP socket options.")
     label: str | None = option(None, doc="Name of the server in metrics.")
 
@@ -267,12 +287,29 @@ class ClientTlsConfig(ConfigObject):
     """Originate TLS to endpoints."""
 
     enabled: bool = option(True, doc="Set false to turn TLS off for a sub-prefix.")
-    common_name: str | None = option(None, doc="Expected server name; may use {captures}.")
-    disable_validation: bool = option(False, doc="Do not verify the server certificate.")
-    trust_certs_bundle: str | None = option(None, doc="PEM bundle of trusted CAs.")
+    common_name: str | None = option(
+        None,
+        doc="Name the endpoints' certificates must carry, also sent as SNI; {var} is a "
+        "capture of the client prefix. Required unless disableValidation.",
+    )
+    disable_validation: bool = option(
+        False, doc="Do not verify endpoint certificates (insecure; logged loudly at start)."
+    )
+    trust_certs_bundle: str | None = option(
+        None, doc="PEM bundle of trusted CAs (default: the system's)."
+    )
     trust_certs: list[str] | None = option(None, doc="Trusted CA files (deprecated).")
-    client_auth: dict[str, str] | None = option(None, doc="certPath and keyPath for mTLS.")
-    protocols: list[str] | None = option(None, doc="TLS protocol versions.")
+    client_auth: dict[str, str] | None = option(
+        None, doc="certPath, keyPath (and intermediateCertsPath) of a client certificate (mTLS)."
+    )
+    protocols: list[str] | None = option(
+        None, doc="TLS versions: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 (default 1.2 and 1.3)."
+    )
+
+    def check(self) -> Iterable[tuple[str | Loc, str]]:
+        from .. import tls
+
+        return tls.check_client(self)
 
 
 class ClientParams(ConfigObject):
@@ -295,16 +332,26 @@ class ClientParams(ConfigObject):
         None, doc="Mark endpoints down on connect failure.", unsupported=f"failFast is {_LATER}"
     )
     client_session: SessionConfig | None = option(
-        None, doc="Connection lifetime limits.", unsupported=f"clientSession is {_LATER}"
+        None,
+        doc="Endpoint connection limits: idleTimeMs closes pooled connections idle this long "
+        "(default 60000, as hostConnectionPool.idleTimeMs), lifeTimeMs stops reusing a "
+        "connection once it is this old.",
+    )
+    response_idle_timeout_ms: int | None = option(
+        None,
+        min=1,
+        doc="Longest an endpoint may stay silent while a response is awaited or streamed "
+        "(default 60000): no response head this long after the request was sent is answered "
+        "504 with l5d-err; a response body stalled this long is cut. Checked once a second.",
     )
     socket_options: SocketOptionsConfig | None = option(None, doc="TCP socket options.")
     tls: ClientTlsConfig | None = option(
-        None, doc="Originate TLS.", unsupported="client tls is not implemented yet"
+        None, doc="Originate TLS to the endpoints (see docs/tls.md)."
     )
     forward_client_cert: bool | None = option(
         None,
-        doc="Send x-forwarded-client-cert.",
-        unsupported="forwardClientCert is not implemented yet",
+        doc="Send the verified client certificate of the downstream TLS connection upstream "
+        "in x-forwarded-client-cert (an incoming one is always removed).",
     )
 
 
@@ -454,9 +501,7 @@ class AdminConfig(ConfigObject):
         default_factory=AdminSecurityConfig, doc="Endpoint categories and path filters."
     )
     socket_options: SocketOptionsConfig | None = option(None, doc="TCP socket options.")
-    tls: TlsServerConfig | None = option(
-        None, unsupported="admin.tls is not implemented yet; the admin server speaks plain HTTP"
-    )
+    tls: TlsServerConfig | None = option(None, doc="Serve the admin over TLS (docs/tls.md).")
     http_identifier_port: int | None = option(
         None, min=0, max=65535, unsupported="admin.httpIdentifierPort is not implemented yet"
     )

@@ -24,6 +24,14 @@ def _merge(into: dict[str, Any], params: model.ConfigObject) -> None:
             into[f.name] = value
 
 
+#: the client's ``responseIdleTimeoutMs`` when no config sets it (nginx's proxy_read_timeout)
+DEFAULT_RESPONSE_IDLE_TIMEOUT_MS = 60_000
+#: how long pooled endpoint connections stay open unused when neither
+#: ``hostConnectionPool.idleTimeMs`` nor ``clientSession.idleTimeMs`` says (nginx's upstream
+#: keepalive_timeout)
+DEFAULT_POOL_IDLE_TIME_MS = 60_000
+
+
 @dataclass(frozen=True)
 class ClientPolicy:
     """Effective client options for one bound id (defaults filled in)."""
@@ -32,6 +40,8 @@ class ClientPolicy:
     failure_accrual: model.FailureAccrualConfig | None
     host_connection_pool: model.PoolConfig
     request_attempt_timeout_ms: int | None
+    #: the endpoint's longest silence while a response is awaited or streamed (ms)
+    response_idle_timeout_ms: int
     requeue_budget: model.BudgetConfig
     fail_fast: bool
     client_session: model.SessionConfig | None
@@ -67,6 +77,8 @@ def client_policy(config: model.ClientConfig | None, bound_id: Path) -> ClientPo
         failure_accrual=values.get("failure_accrual"),
         host_connection_pool=values.get("host_connection_pool") or model.PoolConfig(),
         request_attempt_timeout_ms=values.get("request_attempt_timeout_ms"),
+        response_idle_timeout_ms=values.get("response_idle_timeout_ms")
+        or DEFAULT_RESPONSE_IDLE_TIMEOUT_MS,
         requeue_budget=values.get("requeue_budget") or model.BudgetConfig(),
         fail_fast=bool(values.get("fail_fast", False)),
         client_session=values.get("client_session"),

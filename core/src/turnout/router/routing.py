@@ -70,6 +70,12 @@ class RouteError(Exception):
         super().__init__(message)
         self.kind = kind
 
+    def fresh(self) -> RouteError:
+        """A new error like this one, to raise: raising a stored exception instance hangs
+        the raising frames on it (``__traceback__``), and through them the request and its
+        connection, for as long as the route keeps the instance."""
+        return RouteError(self.kind, str(self))
+
 
 def _stat_path(path: Path) -> tuple[str, ...]:
     return tuple(label.decode("utf-8", "replace") for label in path.elems)
@@ -158,6 +164,8 @@ class Client:
         attempt = policy.request_attempt_timeout_ms
         #: ``requestAttemptTimeoutMs`` in seconds (None: no per-attempt deadline)
         self.attempt_timeout: float | None = attempt / 1000 if attempt else None
+        #: ``responseIdleTimeoutMs`` in seconds (enforced by the protocol's housekeeping)
+        self.response_idle_timeout: float = policy.response_idle_timeout_ms / 1000
         self.stats = ClientStats(metrics, scope, self, counts_factory)
         budget = policy.requeue_budget
         success, failures = self.stats.success, self.stats.failures
@@ -339,14 +347,18 @@ class Client:
         ]
         return out
 
-    def close(self) -> None:
+    def close(self, *, prune: bool = True) -> None:
+        """Stop watching addresses and close the pools; ``prune`` removes the client's
+        metrics (and those of clients nested under its id: callers that keep those prune
+        with :meth:`MetricsTree.prune_scopes` instead)."""
         if self._observation is not None:
             self._observation.close()
             self._observation = None
         for endpoint in self.endpoints:
             if endpoint.pool is not None:
                 endpoint.pool.close()
-        self.metrics.prune(*self.scope)
+        if prune:
+            self.metrics.prune(*self.scope)
 
 
 def backoff_of(config: BackoffConfig) -> Backoff:
@@ -498,12 +510,13 @@ class Route:
         if len(targets) == 1:
             target = targets[0]
         elif not targets:
-            raise self.error or RouteError("neg", f"no route to {self.path}")
+            error = self.error
+            raise error.fresh() if error else RouteError("neg", f"no route to {self.path}")
         else:
             i = bisect.bisect_right(self._cumulative, rng() * self._total)
             target = targets[min(i, len(targets) - 1)]
         if isinstance(target, RouteError):
-            raise target
+            raise target.fresh()
         return target
 
     async def wait(self, timeout: float) -> None:
@@ -551,6 +564,11 @@ class Router:
         self.clients: OrderedDict[Path, Client] = OrderedDict()
         self._services: dict[Path, ServiceStats] = {}
         self._budgets: dict[Path, RetryBudget] = {}
+        #: routes per logical name (one per local dtab): a name whose last route goes loses
+        #: its stats and budget too (see _drop_services)
+        self._route_counts: dict[Path, int] = {}
+        #: names whose last route the LRU evicted, for the next expire_idle
+        self._unused: list[Path] = []
         self.max_routes = config.binding_cache.paths
         self.max_clients = config.binding_cache.clients
         self.idle_ttl = float(config.binding_cache.idle_ttl_secs)
@@ -574,18 +592,46 @@ class Router:
         if route is None:
             self._misses["path"].incr()
             route = self.routes[key] = Route(self, path, local_dtab)
+            self._route_counts[path] = self._route_counts.get(path, 0) + 1
             if not local_dtab:
                 self.plain[path] = route
             if len(self.routes) > self.max_routes:
                 (old_path, old_dtab), old = self.routes.popitem(last=False)
-                self._forget(old_path, old_dtab, old)
+                if self._forget(old_path, old_dtab, old):
+                    # (its stats go at the next expire_idle: pruning metrics walks the whole
+                    # tree, too much to do per request when names churn past ``paths``)
+                    self._unused.append(old_path)
         return route
 
-    def _forget(self, path: Path, local_dtab: Dtab, route: Route) -> None:
+    def _forget(self, path: Path, local_dtab: Dtab, route: Route) -> bool:
+        """Close an evicted route; True when it was the last route of its logical name."""
         route.close()
         if not local_dtab:
             self.plain.pop(path, None)
         self._evicts["path"].incr()
+        left = self._route_counts.get(path, 1) - 1
+        if left > 0:
+            self._route_counts[path] = left
+            return False
+        self._route_counts.pop(path, None)
+        return True
+
+    def _drop_services(self, paths: list[Path]) -> None:
+        """Forget the stats and retry budgets of logical names no route uses any more, and
+        prune their ``rt/<router>/service/<name>/...`` metrics: a name seen once must not
+        cost memory forever (logical names come from requests: Host headers are the
+        clients' to choose)."""
+        scopes = []
+        for path in paths:
+            if path in self._route_counts:
+                continue  # routed again meanwhile: the new route uses these stats
+            self._budgets.pop(path, None)
+            stats = self._services.pop(path, None)
+            if stats is not None:
+                scopes.append(stats.scope)
+        if scopes:
+            keep = [stats.scope for stats in self._services.values()]
+            self.metrics.prune_scopes(scopes, keep)
 
     def client(self, bound: NameBound) -> Client:
         client = self.clients.get(bound.id)
@@ -647,18 +693,26 @@ class Router:
     def expire_idle(self, now: float | None = None) -> None:
         """Close routes and clients unused for ``idleTtlSecs`` (and prune their metrics)."""
         now = time.monotonic() if now is None else now
+        unused, self._unused = self._unused, []
         for key, route in list(self.routes.items()):
             if now - route.last_used > self.idle_ttl:
                 del self.routes[key]
-                self._forget(key[0], key[1], route)
+                if self._forget(key[0], key[1], route):
+                    unused.append(key[0])
+        if unused:
+            self._drop_services(unused)
         in_use = {
             id(t[0]) for r in self.routes.values() for t in r._targets if isinstance(t, tuple)
         }
+        closed: list[tuple[str, ...]] = []
         for key, client in list(self.clients.items()):
             if id(client) not in in_use and now - client.last_used > self.idle_ttl:
-                client.close()
+                client.close(prune=False)
                 del self.clients[key]
+                closed.append(client.scope)
                 self._evicts["client"].incr()
+        if closed:  # (a client nested under a closed one's id keeps its metrics)
+            self.metrics.prune_scopes(closed, keep=[c.scope for c in self.clients.values()])
 
     def client_state(self) -> dict[str, Any]:
         return {str(cid): c.state() for cid, c in self.clients.items()}
@@ -671,3 +725,5 @@ class Router:
         self.routes.clear()
         self.plain.clear()
         self.clients.clear()
+        self._route_counts.clear()
+        self._unused.clear()

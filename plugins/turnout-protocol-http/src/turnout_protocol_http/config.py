@@ -36,6 +36,12 @@ class HttpServerConfig(ServerConfig):
     request_header_timeout_ms: int = option(
         10_000, min=1, doc="Answer 408 and close when a request's headers take longer than this."
     )
+    request_body_idle_timeout_ms: int = option(
+        30_000,
+        min=1,
+        doc="Answer 408 (or cut the exchange, once its response has begun) and close when a "
+        "request body stops arriving for this long; the endpoint connection is closed too.",
+    )
     idle_timeout_ms: int = option(
         75_000,
         min=1,
@@ -160,6 +166,12 @@ class HttpRouterConfig(RouterConfig):
     def check(self) -> Iterable[tuple[str, str]]:
         if isinstance(self.identifier, list) and not self.identifier:
             yield "identifier", "give at least one identifier (or leave the key out)"
+        if self.http_access_log:
+            from .accesslog import access_log_problem
+
+            problem = access_log_problem(self.http_access_log)
+            if problem is not None:
+                yield "httpAccessLog", problem
 
     def identifiers(self) -> list[HttpIdentifierConfig]:
         if self.identifier is None:

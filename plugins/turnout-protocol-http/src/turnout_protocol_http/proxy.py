@@ -20,17 +20,22 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import os
 import random
 import re
+import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 from turnout.naming import Address, Path
+from turnout.naming.inet import open_connection
 from turnout.router import Client, Endpoint, Route
+from turnout.router.policy import DEFAULT_POOL_IDLE_TIME_MS
 
-from . import wire
+from . import tunnel, wire
+from .tls import pool_tls
 from .wire import (
     HOP_BY_HOP,
     BadRequest,
@@ -53,9 +58,12 @@ VIA_TOKEN: Final = wire.VIA_TOKEN
 monotonic: Final = time.monotonic
 
 HIGH_WATER: Final = 65536  # 64 KB
-#: hard caps on requeues and on retries of one request, whatever the budgets say (Finagle's
-#: maximum of requeues per request)
-MAX_REQUEUES: Final = 25
+#: hard caps on requeues and on retries of one request, whatever the budgets say (Finagle
+#: allows 25 requeues; a broken endpoint should see a few attempts per request, not 25)
+MAX_REQUEUES: Final = 5
+#: how long a connection closed after an early response keeps reading (and dropping) the rest
+#: of the client's upload (see ServerProtocol.linger)
+LINGER_SECONDS: Final = 2.0
 MAX_RETRIES: Final = 25
 _STATUS_META: Final = "turnout.http.status"
 _getrandbits: Final = random.getrandbits
@@ -76,6 +84,8 @@ _H_VIA: Final = 3
 _H_CONNECTION: Final = 4
 _H_EXPECT: Final = 5
 _H_DROP: Final = 6
+_H_MAX_FORWARDS: Final = 11  # kept aside: TRACE and OPTIONS decrement it (RFC 9110 §7.6.2)
+_H_UPGRADE: Final = 12  # hop-by-hop, kept aside: a WebSocket upgrade is forwarded (tunnel.py)
 # ... and the kinds of the other names (see _request_name)
 _H_PLAIN: Final = 7  # forwarded as is
 _H_L5D: Final = 8  # l5d-*
@@ -88,11 +98,15 @@ _REQUEST_SPECIAL: Final = {
     b"via": _H_VIA,
     b"connection": _H_CONNECTION,
     b"expect": _H_EXPECT,
+    b"max-forwards": _H_MAX_FORWARDS,
     **{
         h: _H_DROP
         for h in HOP_BY_HOP
         if h not in (b"transfer-encoding", b"content-length", b"connection")
     },
+    b"upgrade": _H_UPGRADE,
+    # set by turnout from the verified client certificate (forwardClientCert), never passed on
+    b"x-forwarded-client-cert": _H_DROP,
 }
 
 
@@ -185,6 +199,15 @@ class Exchange:
     chunked = False
     has_body = False
     expect_continue = False
+    #: turnout sent ``100 Continue`` for this request (it answers Expect itself, as nginx)
+    continue_sent = False
+    max_forwards: bytes | None = None
+    #: TRACE or OPTIONS with ``Max-Forwards: 0``: turnout answers it
+    final_recipient = False
+    #: the ``Upgrade`` header received (not forwarded), and whether a WebSocket upgrade was
+    #: asked upstream (see tunnel.py)
+    upgrade: bytes | None = None
+    websocket = False
     keep_alive = True
     via: list[bytes] | None = None
     connection: list[bytes] | None = None
@@ -229,6 +252,10 @@ class Exchange:
     timer: Any = None
     #: the request's trace (a turnout.tracing.ServerTrace) when a tracer sampled it
     trace: Any = None
+    #: housekeeping (HttpRouter.sweep): body bytes moved either way at the last sweep, and
+    #: since when that count has not changed (request body and response idle timeouts)
+    seen = -1
+    quiet_since = 0.0
 
     def __init__(self, conn: ServerProtocol, start: float) -> None:
         self.conn = conn
@@ -284,12 +311,25 @@ class ServerProtocol:
         self.half_closed = False
         self.final_received = False  # a request without keep-alive was received in full
         self.peer = ("-", 0)
+        #: the exchange whose head was parsed in this read, dispatched once the whole read
+        #: parsed (so that llhttp's own checks of the head and of a body that arrived with it
+        #: run before anything goes upstream)
+        self.pending: Exchange | None = None
+        #: closing after a response that did not wait for the request body: the response is
+        #: sent and the write side shut; what the client still sends is read and dropped for a
+        #: moment so that its kernel does not reset the connection before it read the response
+        self.lingering = False
+        self.linger_since = 0.0
+        self.born = 0.0
+        #: the ``x-forwarded-client-cert`` line of the verified client certificate (set by
+        #: tls.TlsAcceptor before connection_made), sent upstream with forwardClientCert
+        self.client_cert: bytes | None = None
 
     # -- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
-        self.last_active = self.head_started = monotonic()
+        self.born = self.last_active = self.head_started = monotonic()
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = (peer[0], peer[1])
@@ -326,7 +366,15 @@ class ServerProtocol:
             if isinstance(cause, BadRequest):
                 self.refuse(cause.status, str(cause))
             elif not self.final_received:  # (llhttp refuses data after a closing request)
-                self.refuse(400, f"malformed request: {e}")
+                if "HTTP version" in str(e):
+                    self.refuse(505, "HTTP version not supported: this router speaks HTTP/1.x")
+                else:
+                    self.refuse(400, f"malformed request: {e}")
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            if not self.closing and not pending.finished:
+                self.router.dispatch(pending)
         self.corked = False
         if self.out:
             self.flush()
@@ -335,11 +383,10 @@ class ServerProtocol:
             self._check_head_size(current)
 
     def _after_upgrade(self, data: bytes, e: httptools.HttpParserUpgrade) -> None:
-        # "Upgrade" is hop-by-hop: the request went upstream without it. llhttp stops after
-        # an upgrade request, so what follows is parsed with a fresh parser.
+        # llhttp stops after the head of a request with "Upgrade" (its body unread): turnout
+        # decides what follows, a body, the next request or a tunnel's bytes (tunnel.py)
         offset = e.args[0] if e.args else len(data)
-        self.parser = httptools.HttpRequestParser(self)
-        rest = data[offset:]
+        rest = tunnel.after_upgrade_request(self, data[offset:])
         if rest:
             self.corked = False
             self.data_received(rest)
@@ -358,11 +405,20 @@ class ServerProtocol:
                 )
 
     def eof_received(self) -> bool | None:
-        """The client half-closed: answer what is in flight, then close."""
-        if self.queue:
+        """The client closed its side. A request whose response has not begun is abandoned
+        (as nginx and Finagle do: a half-close cannot be told from a client that went away,
+        and an abandoned request must free its endpoint connection at once); a response
+        already streaming is finished, then the connection closes."""
+        queue = self.queue
+        if self.lingering or not queue:
+            return None  # close (connection_lost follows)
+        head = queue[0]
+        if head.response_started and not head.finished:
             self.half_closed = True
-            return True  # keep the transport open for the responses
-        return None  # nothing in flight: close (connection_lost follows)
+            while len(queue) > 1:  # pipelined requests nobody will read the answers of
+                queue.pop()
+            return True  # keep the transport open for the rest of the response
+        return None  # connection_lost aborts what is in flight
 
     def pause_writing(self) -> None:
         ex = self.queue[0] if self.queue else None
@@ -404,12 +460,35 @@ class ServerProtocol:
             self.flush()
             self.transport.close()
 
+    def linger(self) -> None:
+        """Close after a response sent before the request body ended: shut the write side
+        (the response is flushed first) and drop what the client still sends until it closes
+        or ``LINGER_SECONDS`` pass (HttpRouter.sweep); closing at once would make the
+        client's kernel answer the rest of its upload with a reset that can destroy the
+        response before the client read it (nginx's lingering_close)."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        self.flush()
+        self.closing = True
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        self.linger_since = monotonic()
+        transport.write_eof()
+        if self.paused_reading:
+            self.paused_reading = False
+            transport.resume_reading()
+
     def refuse(self, status: int, message: str) -> None:
         """Answer a request turnout will not forward, then close the connection."""
         ex = self.current
-        if ex is not None and ex.upstream is not None:
-            # the head was already forwarded (a late parse error in the body): abort both
-            self.router.abort(ex, message)
+        self.pending = None
+        if ex is not None and ex.counted:
+            # dispatched already (a malformed body found after the head went upstream): the
+            # client's fault, never the endpoint's; 4xx unless the response has begun
+            self.router.client_error(ex, status, message)
             self.close()
             return
         if self.queue and self.queue[0] is not ex and not self.queue[0].finished:
@@ -473,7 +552,8 @@ class ServerProtocol:
             ex.add(lname, name, value)
         elif special == _H_TE:
             ex.te_count += 1
-            if value.strip().lower() != b"chunked":
+            if value.strip(b" ").lower() != b"chunked" or b"\t" in value:
+                # (llhttp refuses a tab after "chunked" only once the head was handed over)
                 raise BadRequest(400, f"unsupported Transfer-Encoding: {value.decode('latin-1')!r}")
         elif special == _H_VIA:
             if ex.via is None:
@@ -484,8 +564,15 @@ class ServerProtocol:
                 ex.connection = []
             ex.connection.append(value)
         elif special == _H_EXPECT:
-            ex.expect_continue = value.strip().lower() == b"100-continue"
+            if value.strip().lower() == b"100-continue":
+                ex.expect_continue = True  # answered by turnout (see HttpRouter._send)
+            else:
+                ex.add(lname, name, value)
+        elif special == _H_MAX_FORWARDS:
+            ex.max_forwards = value
             ex.add(lname, name, value)
+        elif special == _H_UPGRADE:
+            ex.upgrade = value if ex.upgrade is None else ex.upgrade + b", " + value
         # _H_DROP: hop-by-hop, not forwarded
 
     def _l5d_header(self, ex: Exchange, lname: bytes, value: bytes) -> None:
@@ -508,7 +595,12 @@ class ServerProtocol:
         ex.method = parser.get_method()
         v = parser.get_http_version()
         # (the usual versions as constants: no allocation, and later compares are identities)
-        version = ex.version = b"1.1" if v == "1.1" else b"1.0" if v == "1.0" else v.encode()
+        if v == "1.1":
+            version = ex.version = b"1.1"
+        elif v == "1.0":
+            version = ex.version = b"1.0"
+        else:  # (HTTP/0.9, HTTP/2.0...: the error goes out as an HTTP/1.1 response)
+            raise BadRequest(505, f"HTTP/{v} is not supported: this router speaks HTTP/1.x")
         ex.keep_alive = parser.should_keep_alive() and not self.router.draining
         ex.state = BODY
         self.head_bytes = 0
@@ -537,14 +629,17 @@ class ServerProtocol:
                 ex.lines = [x for _, x in kept]
         if ex.target[:1] != b"/":
             self._absolute_form(ex)
+        if ex.max_forwards is not None and (ex.method == b"TRACE" or ex.method == b"OPTIONS"):
+            self._max_forwards(ex)
         if self.queue[0] is ex:
-            self.router.dispatch(ex)
+            self.pending = ex  # dispatched once this read parsed (see data_received)
 
     def _absolute_form(self, ex: Exchange) -> None:
         """``GET http://host/path`` (http_proxy use): route and forward by the URI's host."""
         target = ex.target
         if target == b"*" and ex.method == b"OPTIONS":
-            return
+            # asks about this server, not about a service: nothing to route (nginx: 400)
+            raise BadRequest(400, "OPTIONS * is not forwarded: it names no service")
         try:
             url = httptools.parse_url(target)
         except httptools.HttpParserInvalidURLError:
@@ -555,9 +650,26 @@ class ServerProtocol:
         ex.host_count = 1
         ex.target = (url.path or b"/") + (b"?" + url.query if url.query else b"")
 
+    def _max_forwards(self, ex: Exchange) -> None:
+        """TRACE and OPTIONS with ``Max-Forwards`` (RFC 9110 §7.6.2): at 0 turnout is the
+        final recipient and answers itself; otherwise the value goes upstream one lower."""
+        value = ex.max_forwards.strip()  # type: ignore[union-attr]
+        if not value.isdigit():
+            raise BadRequest(400, "invalid Max-Forwards header")
+        hops = int(value)
+        i = ex.lnames.index(b"max-forwards")
+        if hops > 0:
+            ex.lines[i] = b"Max-Forwards: %d\r\n" % (hops - 1)
+            return
+        del ex.lines[i]
+        del ex.lnames[i]
+        ex.final_recipient = True  # answered by HttpRouter.dispatch
+
     def on_body(self, body: bytes) -> None:
         ex: Exchange = self.current  # type: ignore[assignment]
         ex.request_bytes += len(body)
+        if ex.finished:
+            return  # answered already (413...): the rest of the upload is not forwarded
         replay = ex.replay
         if replay is not None:
             if ex.request_bytes > self.router.replay_limit:
@@ -605,15 +717,19 @@ class ServerProtocol:
         if queue and queue[0] is ex:
             queue.popleft()
         self.served += 1
+        if not ex.request_complete:
+            # a response that ended before its request body did: what follows cannot be told
+            # apart from the next request
+            self.linger()
+            return
+        life = self.server.life_time  # (serverSession.lifeTimeMs)
         if (
             not ex.keep_alive
             or ex.response_close
             or self.closing
-            or not ex.request_complete
-            or (self.half_closed and not queue)
+            or self.half_closed
+            or (life is not None and self.now - self.born > life)
         ):
-            # (a response that ended before its request body did: what follows cannot be told
-            # apart from the next request)
             self.close()
             return
         if queue:
@@ -655,16 +771,32 @@ class UpstreamProtocol:
         self.reusable = True
         self.closed = False
         self.idle_since = 0.0
+        self.born = 0.0
+        #: exchanges this connection completed (a reused connection that closes before
+        #: answering most likely raced the endpoint's idle close: worth one more try)
+        self.served = 0
+        #: bytes of the response head so far, and the limit (maxHeadersKB + maxInitialLineKB)
+        self.head_bytes = 0
+        self.head_size = 0
+        self.max_head: int = pool.router.max_response_head
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+        self.born = monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        transport = self.transport
+        ex = self.ex
+        if exc is not None and transport is not None and ex is not None and not ex.finished:
+            # a write failed (the endpoint answered early and closed, and our upload met its
+            # reset): the transport gives up before reading what already arrived, which may be
+            # the whole response. Read it from the socket, still open during this call.
+            self._salvage(transport)
+            ex = self.ex
         self.closed = True
         self.transport = None
         self.pool.forget(self)
-        ex = self.ex
         if ex is None or ex.finished:
             return
         self.ex = None
@@ -679,6 +811,25 @@ class UpstreamProtocol:
         else:
             router.upstream_failed(ex, self, f"connection closed by {self.pool.address}")
             ex.conn.flush()
+
+    def _salvage(self, transport: asyncio.Transport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        chunks: list[bytes] = []
+        try:
+            # (a duplicate descriptor: the transport's own socket object refuses recv())
+            with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+                raw.setblocking(False)
+                for _ in range(64):  # (bounded: at most 4 MB)
+                    data = raw.recv(65536)
+                    if not data:
+                        break
+                    chunks.append(data)
+        except OSError:
+            pass  # (nothing more to read, or the reset that came after it)
+        if chunks:
+            self.data_received(b"".join(chunks))
 
     def eof_received(self) -> bool | None:
         return None  # the endpoint half-closed: close; connection_lost decides what it means
@@ -716,8 +867,13 @@ class UpstreamProtocol:
             return
         conn = ex.conn
         conn.corked = True
+        in_head = not self.in_body
+        if in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:  # after a 101 response_head accepted
+            tunnel.open_tunnel(self, ex, data[e.args[0] :] if e.args else b"")
         except httptools.HttpParserError as e:
             self.reusable = False
             cause = e.__cause__ or e.__context__
@@ -727,9 +883,18 @@ class UpstreamProtocol:
                 self.close()
                 conn.router.retry(ex)
             elif not ex.finished and not isinstance(cause, _HeadDone):
-                message = f"malformed response from {self.pool.address}: {e}"
+                if isinstance(cause, BadResponse):
+                    message = f"bad response from {self.pool.address}: {cause}"
+                else:
+                    message = f"malformed response from {self.pool.address}: {e}"
                 conn.router.bad_response(ex, self, message)
             self.close()
+        else:
+            if in_head and not self.in_body and self.head_bytes > self.max_head:
+                # (llhttp keeps an unfinished header line to itself: bound it here)
+                self.reusable = False
+                conn.router.bad_response(ex, self, self._head_too_large())
+                self.close()
         conn.corked = False
         out = conn.out
         if out:  # (conn.flush(), inlined: once per response)
@@ -746,7 +911,14 @@ class UpstreamProtocol:
         self.pool.forget(self)
 
     # -- httptools callbacks ---------------------------------------------------------------
+    def _head_too_large(self) -> str:
+        return (
+            f"response head from {self.pool.address} larger than maxHeadersKB + "
+            f"maxInitialLineKB ({self.max_head >> 10} KB)"
+        )
+
     def on_message_begin(self) -> None:
+        self.head_size = 0
         self.lines = [b""]  # ([0]: the status line's place, see response_head_bytes)
         self.special = None
         self.content_length = None
@@ -756,10 +928,15 @@ class UpstreamProtocol:
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
+        if len(self.reason) > 1024:
+            raise BadResponse("response status line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if value and value[-1] in (32, 9):  # space, tab
             value = value.rstrip(b" \t")
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.max_head:
+            raise BadResponse(self._head_too_large())
         if self.in_body:
             if not is_hop_by_hop(name.lower()):
                 if self.trailers is None:
@@ -784,6 +961,7 @@ class UpstreamProtocol:
     def on_headers_complete(self) -> None:
         ex: Exchange = self.ex  # type: ignore[assignment]
         self.in_body = True
+        self.head_bytes = 0
         ex.conn.router.response_head(ex, self, self.parser.get_status_code())
         if ex.head_only and ex.status >= 200 and not ex.finished:
             # a response to HEAD has no body, but llhttp cannot be told so: stop parsing here
@@ -839,6 +1017,7 @@ class Pool:
         "host",
         "idle",
         "idle_time",
+        "life_time",
         "max_size",
         "max_waiters",
         "min_size",
@@ -846,6 +1025,7 @@ class Pool:
         "port",
         "router",
         "status",
+        "tls",
         "waited",
         "waiters",
     )
@@ -864,12 +1044,28 @@ class Pool:
         self.max_size: int | None = limits.max_size
         self.max_waiters: int | None = limits.max_waiters
         self.min_size: int = limits.min_size
-        self.idle_time: float | None = limits.idle_time_ms / 1000 if limits.idle_time_ms else None
+        session = client.policy.client_session
+        idle_ms = limits.idle_time_ms
+        if idle_ms is None:
+            idle_ms = (
+                session.idle_time_ms
+                if session is not None and session.idle_time_ms
+                else DEFAULT_POOL_IDLE_TIME_MS
+            )
+        #: idle connections are closed after this (None: kept; hostConnectionPool.idleTimeMs 0)
+        self.idle_time: float | None = idle_ms / 1000 if idle_ms else None
+        #: connections this old are not reused (clientSession.lifeTimeMs)
+        self.life_time: float | None = (
+            session.life_time_ms / 1000 if session is not None and session.life_time_ms else None
+        )
         #: requests waiting for a connection: (exchange, request head)
         self.waiters: deque[tuple[Exchange, bytes]] = deque()
         self.waited = 0
         #: set for the synthetic endpoint of /$/io.buoyant.http.status/<code>
         self.status: int | None = address.meta.get(_STATUS_META)
+        #: ``ssl``/``server_hostname`` for create_connection ({}: plain text); one client,
+        #: one policy, so a pool's connections are all TLS or all plain text
+        self.tls: dict[str, Any] = pool_tls(client.policy) if self.status is None else {}
 
     def can_open(self) -> bool:
         return self.max_size is None or len(self.open) + self.connecting < self.max_size
@@ -878,12 +1074,15 @@ class Pool:
         return self.max_waiters is None or len(self.waiters) < self.max_waiters
 
     async def connect(self) -> UpstreamProtocol:
-        """Open a connection (the caller counted it in ``connecting``)."""
-        loop = asyncio.get_running_loop()
+        """Open a connection (the caller counted it in ``connecting``).
+
+        The host is resolved first (``open_connection``): a name that cannot be resolved
+        fails with ``cannot resolve host <host>: <reason>`` instead of a bare TimeoutError,
+        and no resolver future is left behind when the attempt is cancelled."""
         factory: Any = lambda: UpstreamProtocol(self)  # noqa: E731 - a Protocol by duck typing
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(factory, self.host, self.port), self.router.connect_timeout
+            _, protocol = await open_connection(
+                factory, self.host, self.port, self.router.connect_timeout, **self.tls
             )
         finally:
             self.connecting -= 1
@@ -893,7 +1092,10 @@ class Pool:
     def release(self, conn: UpstreamProtocol) -> None:
         """A connection finished its exchange: give it to a waiter, keep it, or close it."""
         conn.ex = None
-        if not conn.reusable or conn.closed:
+        conn.served += 1
+        life = self.life_time
+        old = life is not None and monotonic() - conn.born > life
+        if not conn.reusable or conn.closed or old:
             conn.close()  # (forget() serves the next waiter)
             return
         waiters = self.waiters

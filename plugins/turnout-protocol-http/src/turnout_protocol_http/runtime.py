@@ -17,11 +17,12 @@ from turnout.naming import Address, Dtab, Path
 from turnout.router import Client, Endpoint, Route, RouteError, Router, accrual_for, balancer_for
 from turnout.tracing import TRACE_HEADERS, ServerTrace, Span, Tracing
 
-from . import classifiers
+from . import classifiers, tunnel
 from .accesslog import AccessLog
 from .identifiers import HeaderTokenIdentifier, Identifier
 from .proxy import (
     CRLF,
+    LINGER_SECONDS,
     MAX_REQUEUES,
     MAX_RETRIES,
     BadResponse,
@@ -35,6 +36,7 @@ from .proxy import (
     monotonic,
     response_head_bytes,
 )
+from .tls import TlsServer
 from .wire import VIA_TOKEN, BadRequest, local_response, reason, via_hops
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ log = logging.getLogger("turnout.http")
 
 # (Final: C statics in the compiled build, not module-dict lookups)
 _IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: request headers a TRACE answered by turnout does not echo (RFC 9110 §9.3.8)
+_NOT_ECHOED: Final = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
+_ALLOW: Final = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 _SUCCESS: Final = classifiers.SUCCESS
 _EMPTY_DTAB: Final = Dtab.empty
 _VIA_LINE: Final = b"Via: " + VIA_TOKEN + CRLF
@@ -119,6 +124,9 @@ class ServerStats:
         self.rejected = metrics.counter(*scope, "rejected")
         metrics.gauge(*scope, "connections", fn=lambda: len(server.connections))
         metrics.gauge(*scope, "pending", fn=lambda: server.in_flight)
+        #: WebSocket upgrades accepted, and the tunnels open now (tunnel.py)
+        self.upgrades = metrics.counter(*scope, "upgrades")
+        metrics.gauge(*scope, "tunnels", fn=lambda: len(server.tunnels))
         #: ``status/<code>`` counts; ``status/<N>XX`` are their sums
         self.codes: dict[int, _Tally] = {}
 
@@ -148,6 +156,8 @@ class ServerRuntime:
         self.port = port
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[ServerProtocol] = set()
+        #: open WebSocket tunnels (tunnel.Tunnel): not requests, not in ``in_flight``
+        self.tunnels: set[Any] = set()
         self.in_flight = 0
         self.stats: ServerStats = None  # type: ignore[assignment]  # set once the port is known
         session = config.server_session
@@ -157,11 +167,19 @@ class ServerRuntime:
             else config.idle_timeout_ms / 1000
         )
         self.header_timeout = config.request_header_timeout_ms / 1000
+        self.body_timeout = config.request_body_idle_timeout_ms / 1000
+        #: the server's ``timeoutMs`` (a deadline for the response to begin), in seconds
+        self.timeout: float | None = config.timeout_ms / 1000 if config.timeout_ms else None
+        self.life_time: float | None = (
+            session.life_time_ms / 1000 if session is not None and session.life_time_ms else None
+        )
         self.max_concurrent = config.max_concurrent_requests
         self.max_call_depth = config.max_call_depth
         self.timestamp_header = (
             config.timestamp_header.encode("latin-1") if config.timestamp_header else None
         )
+        #: TLS termination (servers[].tls), see tls.py
+        self.tls: TlsServer | None = TlsServer(config.tls) if config.tls is not None else None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -173,6 +191,8 @@ class ServerRuntime:
                 kwargs["backlog"] = opts.backlog
         # (typed Any: the protocol is an asyncio Protocol by duck typing, not by inheritance)
         factory: Any = lambda: ServerProtocol(self.router, self)  # noqa: E731
+        if self.tls is not None:
+            factory = self.tls.factory(factory)
         self.server = await loop.create_server(factory, self.ip, self.port, **kwargs)
         # getattr: uvloop gives a list where typeshed says tuple, and compiled code checks types
         sock = getattr(self.server, "sockets")[0]  # noqa: B009
@@ -181,6 +201,8 @@ class ServerRuntime:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         scope = ("rt", self.router.label, "server", self.ip, str(self.port))
         self.stats = ServerStats(self.router.metrics, scope, self)
+        if self.tls is not None:
+            self.tls.start(self.router.metrics, scope, f"server {self.ip}:{self.port}")
 
 
 class HttpRouter:
@@ -225,6 +247,8 @@ class HttpRouter:
         #: request bodies up to this size are kept for retries (streamAfterContentLengthKB)
         self.replay_limit = config.stream_after_content_length_kb * 1024
         self.connect_timeout = 3.0
+        #: the largest response head accepted from an endpoint (maxHeadersKB applies both ways)
+        self.max_response_head = (config.max_headers_kb + config.max_initial_line_kb) * 1024
         self.server_runtimes = [
             ServerRuntime(self, s, config.server_port(s)) for s in config.servers
         ]
@@ -257,6 +281,7 @@ class HttpRouter:
             for conn in list(server.connections):
                 if not conn.queue:
                     conn.close()  # idle keep-alive connection
+            tunnel.close_all(server)  # (draining waits for requests, not for tunnels)
 
     async def drain(self) -> None:
         while any(s.in_flight for s in self.server_runtimes):
@@ -268,6 +293,8 @@ class HttpRouter:
             self._sweeper.cancel()
             self._sweeper = None
         for server in self.server_runtimes:
+            if server.tls is not None:
+                server.tls.close()
             for conn in list(server.connections):
                 if conn.transport is not None:
                     conn.transport.abort()
@@ -309,8 +336,22 @@ class HttpRouter:
         return None
 
     def local_dtab(self, ex: Exchange) -> Dtab:
+        """The request's dtab (``l5d-ctx-dtab`` then ``l5d-dtab``), within the size limits
+        of ``turnout.naming.dtab`` (a larger one is a 400: binding it would cost too much)."""
+        from turnout.naming.dtab import MAX_REQUEST_DTAB_BYTES, MAX_REQUEST_DTAB_ENTRIES
+
+        values = (*(ex.dtab_ctx or ()), *(ex.dtab_user or ()))
+        size = sum(len(v) for v in values)
+        if size > MAX_REQUEST_DTAB_BYTES:
+            raise BadRequest(
+                400, f"dtab headers too large: {size} bytes (limit {MAX_REQUEST_DTAB_BYTES})"
+            )
+        if len(values) > MAX_REQUEST_DTAB_ENTRIES:
+            raise BadRequest(
+                400, f"too many dtab headers: {len(values)} (limit {MAX_REQUEST_DTAB_ENTRIES})"
+            )
         out = Dtab.empty
-        for value in (*(ex.dtab_ctx or ()), *(ex.dtab_user or ())):
+        for value in values:
             dtab = self._dtab_cache.get(value)
             if dtab is None:
                 try:
@@ -321,6 +362,12 @@ class HttpRouter:
                     self._dtab_cache.clear()
                 self._dtab_cache[value] = dtab
             out = out + dtab
+        if len(out) > MAX_REQUEST_DTAB_ENTRIES:
+            raise BadRequest(
+                400,
+                f"dtab headers have too many dentries: {len(out)} "
+                f"(limit {MAX_REQUEST_DTAB_ENTRIES})",
+            )
         return out
 
     @staticmethod
@@ -348,6 +395,9 @@ class HttpRouter:
         server.in_flight += 1
         ex.counted = True
         ex.head_only = ex.method == b"HEAD"
+        if ex.final_recipient:
+            self._answer_final(ex)
+            return
         try:
             if ex.via is not None and via_hops(ex.via) >= server.max_call_depth:
                 raise BadRequest(
@@ -364,6 +414,7 @@ class HttpRouter:
             ):
                 cached = host_routes.get(host)
                 if cached is not None and cached[1].closed:
+                    del host_routes[host]  # (its route expired: look it up again)
                     cached = None
             if cached is None:
                 cache = self._host_cache
@@ -486,13 +537,28 @@ class HttpRouter:
             self.respond_local(ex, pool.status, "", l5d_err=False)
             return
         extras: _RouteExtras = ex.extras
-        if extras.total_timeout is not None or ex.client.attempt_timeout is not None:  # type: ignore[union-attr]
+        conn = ex.conn
+        server_timeout = conn.server.timeout
+        if (
+            extras.total_timeout is not None
+            or ex.client.attempt_timeout is not None  # type: ignore[union-attr]
+            or server_timeout is not None
+        ):
             self._arm(ex, now)
+        if ex.expect_continue and not ex.continue_sent and not ex.request_complete:
+            # Expect: 100-continue is answered here, not forwarded: the client sends its body
+            # now instead of waiting for a 100 the endpoint may never send (nginx does so)
+            ex.continue_sent = True
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         head = self._request_head(ex, pool)
         idle = pool.idle
         while idle:
             up = idle.pop()
             if up.transport is not None and not up.closed:
+                life = pool.life_time  # (clientSession.lifeTimeMs)
+                if life is not None and now - up.born > life:
+                    up.close()
+                    continue
                 up.send(ex, head)
                 return
         if pool.can_open():
@@ -584,6 +650,9 @@ class HttpRouter:
         parts.append(CRLF)
         if ex.trace is not None:
             parts.append(self.tracing.client_headers(ex.trace))  # type: ignore[union-attr]
+        cert = ex.conn.client_cert
+        if cert is not None and client.policy.forward_client_cert:  # type: ignore[union-attr]
+            parts.append(cert)
         stamp = ex.conn.server.timestamp_header
         if stamp is not None:
             parts += (stamp, b": ", str(int(time.time() * 1000)).encode(), CRLF)
@@ -592,9 +661,13 @@ class HttpRouter:
 
     # -- failures before a response --------------------------------------------------------
     def upstream_failed(self, ex: Exchange, up: UpstreamProtocol, message: str) -> None:
-        """The connection closed before any response byte."""
+        """The connection closed before any response byte. A request that was written goes
+        again only when that is safe (idempotent, no body), and then once, or more often
+        only on pooled connections (which the endpoint may have closed for being idle just
+        as the request left): an endpoint that closes fresh connections without answering
+        sees two attempts per request, not a storm."""
         ex.failure = "connection_closed"
-        safe = not ex.has_body and ex.method in _IDEMPOTENT
+        safe = (up.served > 0 or ex.requeues == 0) and not ex.has_body and ex.method in _IDEMPOTENT
         self._requeue_or_fail(ex, message, never_written=not ex.written or safe)
 
     def requeue(self, ex: Exchange, message: str) -> None:
@@ -681,8 +754,12 @@ class HttpRouter:
         *,
         l5d_err: bool = True,
         err: str | None = None,
+        success: bool | None = None,
+        body: bytes | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Answer ``ex`` from turnout itself (errors, status namer)."""
+        """Answer ``ex`` from turnout itself (errors, status namer, TRACE/OPTIONS as final
+        recipient). ``success`` (default: below 500) is what the stats count it as."""
         if ex.finished:
             return
         conn = ex.conn
@@ -702,22 +779,84 @@ class HttpRouter:
             clear_context=clear,
             version=ex.version,
             head_only=ex.head_only,
+            body=body,
+            extra=extra,
         )
+        if success is None:
+            success = status < 500
         ex.status = status
         ex.response_started = True
         ex.response_close = not ex.keep_alive
         ex.response_bytes = len(data)
         conn.write(data)
         self._release_endpoint(ex, success=status < 500)
-        self._finish(ex, status < 500)
+        self._finish(ex, success)
+
+    def client_error(self, ex: Exchange, status: int, message: str) -> None:
+        """The client broke a request already dispatched (a malformed body, a body that
+        stopped arriving): the attempt ends without counting against the endpoint (a
+        client's fault must never eject a healthy endpoint); ``status`` answers it unless
+        the response has begun, and the stats count a failure."""
+        if ex.finished:
+            return
+        self._cancel_attempt(ex)
+        ex.failure = "request_timeout" if status == 408 else "bad_request"
+        if ex.response_started:
+            self.abort(ex, message)
+        else:
+            self.respond_local(ex, status, message, success=False)
+
+    def _cancel_attempt(self, ex: Exchange) -> None:
+        """Stop the attempt in progress: its connection closes (never reused), a wait for a
+        connection is withdrawn, and the endpoint's load drops with nothing recorded."""
+        up = ex.upstream
+        if up is not None:
+            up.reusable = False
+            up.ex = None
+            up.close()
+            ex.upstream = None
+        endpoint = ex.endpoint
+        if endpoint is not None:
+            pool = endpoint.pool
+            if pool.waiters:
+                pool.waiters = type(pool.waiters)(w for w in pool.waiters if w[0] is not ex)
+            ex.endpoint = None
+            endpoint.load -= 1
+
+    def _answer_final(self, ex: Exchange) -> None:
+        """TRACE or OPTIONS with ``Max-Forwards: 0``: turnout is the final recipient (RFC 9110
+        §7.6.2). TRACE echoes the request head it received as ``message/http`` (less the
+        credentials, §9.3.8); OPTIONS lists the methods this router forwards."""
+        if ex.method == b"TRACE":
+            lines = [b"TRACE " + ex.target + b" HTTP/" + ex.version + CRLF]
+            if ex.host is not None:
+                lines.append(b"Host: " + ex.host + CRLF)
+            lines += [
+                line
+                for name, line in zip(ex.lnames, ex.lines, strict=True)
+                if name not in _NOT_ECHOED
+            ]
+            self.respond_local(
+                ex,
+                200,
+                "",
+                l5d_err=False,
+                body=b"".join(lines) + CRLF,
+                extra=[(b"Content-Type", b"message/http")],
+            )
+        else:
+            self.respond_local(ex, 200, "", l5d_err=False, body=b"", extra=[(b"Allow", _ALLOW)])
 
     def response_head(self, ex: Exchange, up: UpstreamProtocol, status: int) -> None:
         if status < 200:
             ex.status = status
             if status == 101:
                 up.reusable = False
-                raise BadResponse("upstream switched protocols; upgrades are not supported")
-            if ex.version == b"1.1" and (status != 100 or ex.expect_continue):
+                why = tunnel.switch_refused(ex, up)
+                if why is not None:
+                    raise BadResponse(why)
+                return  # a WebSocket tunnel opens where llhttp stops (tunnel.open_tunnel)
+            if ex.version == b"1.1" and status != 100:  # (turnout answers Expect itself)
                 head = b"HTTP/1.1 %d %s\r\n" % (status, up.reason or reason(status))
                 ex.conn.write(head + b"".join(up.lines) + CRLF)
             return
@@ -794,26 +933,41 @@ class HttpRouter:
 
     def _arm(self, ex: Exchange, now: float) -> None:
         """One timer per attempt, at the nearest of totalTimeoutMs and requestAttemptTimeoutMs."""
-        total = ex.route.total_timeout  # type: ignore[union-attr]
-        attempt = ex.client.attempt_timeout  # type: ignore[union-attr]
-        deadline = min(
-            ex.start + total if total is not None else float("inf"),
-            now + attempt if attempt is not None else float("inf"),
-        )
+        deadline = self._deadline(ex, now)
         if ex.timer is not None:
             ex.timer.cancel()
         ex.timer = asyncio.get_running_loop().call_later(
             max(deadline - now, 0.0), self._on_timeout, ex
         )
 
+    @staticmethod
+    def _deadline(ex: Exchange, attempt_start: float) -> float:
+        """The nearest of totalTimeoutMs, the server's timeoutMs and requestAttemptTimeoutMs."""
+        total = ex.route.total_timeout  # type: ignore[union-attr]
+        attempt = ex.client.attempt_timeout  # type: ignore[union-attr]
+        server = ex.conn.server.timeout
+        deadline = ex.start + total if total is not None else float("inf")
+        if server is not None and ex.start + server < deadline:
+            deadline = ex.start + server
+        if attempt is not None and attempt_start + attempt < deadline:
+            deadline = attempt_start + attempt
+        return deadline
+
     def _on_timeout(self, ex: Exchange) -> None:
         ex.timer = None
         if ex.finished or ex.response_started:
             return
         now = monotonic()
+        deadline = self._deadline(ex, ex.attempt_start)
+        if now < deadline:
+            # the loop's timers may fire early by up to a clock tick (uvloop counts in
+            # milliseconds): a deadline never passes before its time
+            ex.timer = asyncio.get_running_loop().call_later(deadline - now, self._on_timeout, ex)
+            return
         route: Route = ex.route  # type: ignore[assignment]
         client = ex.client
         total = route.total_timeout
+        server_timeout = ex.conn.server.timeout
         up = ex.upstream
         if up is not None:  # abandon the attempt: its connection is closed, never reused
             up.reusable = False
@@ -826,7 +980,12 @@ class HttpRouter:
             if pool.waiters:
                 pool.waiters = type(pool.waiters)(w for w in pool.waiters if w[0] is not ex)
         self._release_endpoint(ex, success=False)
-        if total is not None and now >= ex.start + total - 0.001:
+        if server_timeout is not None and now >= ex.start + server_timeout:
+            ex.failure = "server_timeout"
+            self.respond_local(
+                ex, 503, f"exceeded the server's timeoutMs of {server_timeout * 1000:g} ms"
+            )
+        elif total is not None and now >= ex.start + total:
             ex.failure = "total_timeout"
             self.respond_local(ex, 503, f"exceeded totalTimeoutMs of {total * 1000:g} ms")
         else:
@@ -1076,6 +1235,53 @@ class HttpRouter:
         self.tracing.record(trace, span)  # type: ignore[union-attr]
 
     # -- housekeeping ----------------------------------------------------------------------
+    def _sweep_exchange(self, ex: Exchange, server: ServerRuntime, now: float) -> None:
+        """The idle timeouts of an exchange in progress, checked once a second from the count
+        of body bytes it moved (nothing on the request path): a request body that stopped
+        arriving (requestBodyIdleTimeoutMs), an endpoint silent while a response is awaited
+        or streamed (the client's responseIdleTimeoutMs)."""
+        if ex.finished or ex.state == 0:
+            return
+        progress = ex.request_bytes + ex.response_bytes
+        if progress != ex.seen:
+            ex.seen = progress
+            ex.quiet_since = now
+            return
+        quiet = now - ex.quiet_since
+        conn = ex.conn
+        if not ex.request_complete and quiet > server.body_timeout:
+            self.client_error(
+                ex,
+                408,
+                f"request body not received in time (requestBodyIdleTimeoutMs: "
+                f"{server.body_timeout * 1000:g} ms)",
+            )
+            conn.flush()
+            return
+        client = ex.client
+        if client is None or ex.endpoint is None or quiet <= client.response_idle_timeout:
+            return
+        limit = f"responseIdleTimeoutMs: {client.response_idle_timeout * 1000:g} ms"
+        address = ex.endpoint.address
+        if ex.response_started:
+            ex.failure = "response_timeout"
+            self.abort(ex, f"response from {address} stalled ({limit})")
+            conn.flush()
+            return
+        ex.failure = "response_timeout"
+        up = ex.upstream
+        if up is not None:  # its connection is closed, never reused
+            up.reusable = False
+            up.ex = None
+            up.close()
+            ex.upstream = None
+        pool = ex.endpoint.pool
+        if pool.waiters:
+            pool.waiters = type(pool.waiters)(w for w in pool.waiters if w[0] is not ex)
+        self._release_endpoint(ex, success=False)
+        self.respond_local(ex, 504, f"no response from {address} in time ({limit})")
+        conn.flush()
+
     async def _sweep(self) -> None:
         """Once a second: header and idle timeouts, idle routes, access log flush."""
         while True:
@@ -1088,21 +1294,32 @@ class HttpRouter:
     def sweep(self, now: float) -> None:
         for server in self.server_runtimes:
             for conn in list(server.connections):
+                if conn.lingering:
+                    if now - conn.linger_since > LINGER_SECONDS and conn.transport is not None:
+                        conn.transport.close()
+                    continue
                 ex = conn.current
                 slow_head = now - conn.head_started > server.header_timeout
                 if ex is not None and ex.state == 0 and slow_head:
                     conn.refuse(408, "request headers not received in time")
                     conn.flush()
-                elif not conn.queue and (
-                    self.draining
-                    or now - conn.last_active > server.idle_timeout
-                    or (conn.served == 0 and slow_head)
-                ):
-                    conn.close()
+                elif not conn.queue:
+                    if (
+                        self.draining
+                        or now - conn.last_active > server.idle_timeout
+                        or (conn.served == 0 and slow_head)
+                    ):
+                        conn.close()
+                else:
+                    self._sweep_exchange(conn.queue[0], server, now)
         for client in self.core.clients.values():
             for endpoint in client.endpoints:
                 endpoint.pool.expire_idle(now)
         self.core.expire_idle()
+        host_routes = self._host_routes
+        if host_routes:  # routes by Host whose route expired: forget them (and their stats)
+            for host in [h for h, (_, route) in host_routes.items() if route.closed]:
+                del host_routes[host]
         if self.access_log is not None:
             self.access_log.flush()
 

@@ -209,7 +209,9 @@ async function delegate() {
     took.textContent = `${Math.round(performance.now() - started)} ms`;
     jsonBox.textContent = JSON.stringify(tree, null, 2);
     jsonButton.disabled = false;
-    result.replaceChildren(outcome(tree), el("ul", { class: "dtree" }, renderNode(tree)));
+    // a tree too large to explain whole comes back truncated, with a note at its root
+    const note = tree.note ? el("p", { class: "pill warn" }, tree.note) : "";
+    result.replaceChildren(note, outcome(tree), el("ul", { class: "dtree" }, renderNode(tree)));
   } catch (error) {
     took.textContent = "";
     showError(error);
