@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, scaffold
 from .config.loader import LoadedConfig, load_file
 from .errors import ConfigError, ParseError, PluginError, TurnoutError
 from .naming import (
@@ -87,6 +87,26 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(func=cmd_plugins)
 
+    plugin = sub.add_parser(
+        "plugin", help="plugin development tools (new)", description="Plugin development tools."
+    )
+    psub = plugin.add_subparsers(title="plugin commands", metavar="COMMAND")
+    new = psub.add_parser(
+        "new",
+        help="write a new plugin's skeleton: package, README, passing tests",
+        description="Write an installable plugin providing the kind NAME into a new directory "
+        "DIR/turnout-KIND-NAME (dots and camelCase become dashes; the import package uses "
+        "underscores): pyproject.toml with the entry point, the config class and runtime "
+        "object, a README with an options table, and tests that pass as generated.",
+        epilog=f"KIND is one of:\n{scaffold.kinds_help()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    new.add_argument("kind_family", metavar="KIND", help="what the plugin provides (below)")
+    new.add_argument("name", metavar="NAME", help="the kind to register, such as com.example.demo")
+    new.add_argument("--dir", default=".", help="where to create the plugin directory (default .)")
+    new.set_defaults(func=cmd_plugin_new, log_level="WARNING")
+    plugin.set_defaults(func=lambda _: (plugin.print_help(), EXIT_USAGE)[1])
+
     dtab = sub.add_parser(
         "dtab", help="explain and test routing (delegate, bind)", description="Dtab tools."
     )
@@ -113,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plugins = load_plugins()
     loaded = _load(args.config, plugins)
+    from .tls import insecure_warnings
+
+    for warning in insecure_warnings(loaded.config):
+        logging.getLogger("turnout.tls").warning("INSECURE: %s", warning)
     linker = Linker.build(loaded, plugins)
     if os.environ.get("TURNOUT_GC_TUNING", "1") != "0":
         tune_gc()
@@ -163,6 +187,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         for w in loaded.warnings:
             print(f"warning: {w}", file=sys.stderr)
+        from .tls import insecure_warnings
+
+        for insecure in insecure_warnings(loaded.config):
+            print(f"warning: INSECURE: {insecure}", file=sys.stderr)
         routers = ", ".join(r.effective_label for r in loaded.config.routers)
         print(f"{loaded.source.name}: OK ({len(loaded.config.routers)} router(s): {routers})")
     return EXIT_OK
@@ -200,6 +228,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             by_family.setdefault(family, []).append(kind)
         for family in sorted(by_family):
             print(f"    {family}: {', '.join(by_family[family])}")
+    return EXIT_OK
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    root, names = scaffold.new_plugin(args.kind_family, args.name, args.dir)
+    print(scaffold.summary(root, names))
     return EXIT_OK
 
 
