@@ -657,6 +657,8 @@ class ServerProtocol:
         if not value.isdigit():
             raise BadRequest(400, "invalid Max-Forwards header")
         hops = int(value)
+        if b"max-forwards" not in ex.lnames:
+            return  # (named by Connection: hop-by-hop, already removed)
         i = ex.lnames.index(b"max-forwards")
         if hops > 0:
             ex.lines[i] = b"Max-Forwards: %d\r\n" % (hops - 1)
