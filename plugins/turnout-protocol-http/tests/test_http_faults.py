@@ -427,3 +427,30 @@ def test_unresolvable_endpoint_host_says_so(http_proxy, disco_dir):
     assert r.status == 502
     assert "cannot resolve host turnout-test.invalid" in err(r)
     assert "Future exception was never retrieved" not in proxy.log()
+
+
+def test_request_trailers_cannot_smuggle_headers_turnout_controls(
+    http_proxy, disco_dir, recording_backend
+):
+    """A backend may merge trailers into the headers: what turnout sets or drops in the head
+    (x-forwarded-client-cert, l5d-*, Host, Via...) is not taken from trailers either."""
+    from turnout.testing import chunked_body
+
+    backend = recording_backend()
+    disco_dir.write("web", backend)
+    proxy = http_proxy()
+    forged = [
+        ("X-Forwarded-Client-Cert", "Hash=forged"),
+        ("l5d-dtab", "/svc => /$/fail"),
+        ("Host", "other"),
+        ("Via", "1.1 evil"),
+        ("X-Checksum", "5eb63bbbe0"),
+    ]
+    data = b"POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_body(
+        [b"hello"], trailers=forged
+    )
+    with RawClient("127.0.0.1", proxy.port) as c:
+        c.send(data)
+        assert c.read_final().status == 200
+    [req] = backend.requests
+    assert req.trailers == [("X-Checksum", "5eb63bbbe0")]

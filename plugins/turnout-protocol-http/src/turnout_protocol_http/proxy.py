@@ -91,6 +91,8 @@ _H_PLAIN: Final = 7  # forwarded as is
 _H_L5D: Final = 8  # l5d-*
 _H_PROXY: Final = 9  # proxy-*: dropped
 _H_AMBIGUOUS: Final = 10  # an underscore spelling of a framing header: refused
+#: header kinds a request trailer may have (not Host, Via, l5d-*, x-forwarded-client-cert...)
+_TRAILER_KINDS: Final = frozenset({_H_PLAIN})
 _REQUEST_SPECIAL: Final = {
     b"host": _H_HOST,
     b"transfer-encoding": _H_TE,
@@ -527,7 +529,9 @@ class ServerProtocol:
         if ex.state:  # trailers of a chunked request
             if ex.trailers is None:
                 ex.trailers = []
-            if not is_hop_by_hop(lname):
+            # (what turnout sets or drops in the head is not taken from trailers either: a
+            # backend may merge trailers into the headers)
+            if not is_hop_by_hop(lname) and special in _TRAILER_KINDS:
                 ex.trailers.append((name, value))
             return
         ex.head_size += len(name) + len(value) + 4
