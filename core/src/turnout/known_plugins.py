@@ -26,4 +26,6 @@ FIRST_PARTY_KINDS: dict[tuple[str, str], str] = {
     ("namer", "io.l5d.zkLeader"): "turnout-namer-zk",
     ("namer", "io.l5d.k8s"): "turnout-namer-k8s",
     ("namer", "io.l5d.k8s.ns"): "turnout-namer-k8s",
+    ("transformer", "io.l5d.k8s.daemonset"): "turnout-namer-k8s",
+    ("transformer", "io.l5d.k8s.localnode"): "turnout-namer-k8s",
 }

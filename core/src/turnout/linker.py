@@ -25,6 +25,7 @@ from .config.model import LinkerConfig, RouterConfig
 from .errors import TurnoutError
 from .metrics import WINDOW, MetricsTree
 from .naming import Dtab, GlobalNamer, NameInterpreter, Namer, Path
+from .naming.transformer import TransformingInterpreter, TransformingNamer
 from .plugin_manager import Plugins
 from .process_stats import ProcessStats
 from .telemetry import Telemeter
@@ -127,10 +128,19 @@ class Linker:
         linker.tracing = Tracing(tracers) if tracers else None
         for namer_config in linker.config.namers:
             namer = namer_config.new_namer(linker.context())
+            if namer_config.transformers:  # applied in order to this namer's bound results
+                namer = TransformingNamer(
+                    namer, [t.new_transformer(linker.context()) for t in namer_config.transformers]
+                )
             linker.namers.append((namer_config.effective_prefix, namer))
         for router_config in linker.config.routers:
             ctx = linker.context(router=router_config)
             interpreter = router_config.interpreter.new_interpreter(ctx)
+            transformers = router_config.interpreter.transformers
+            if transformers:  # applied in order to every tree the interpreter binds
+                interpreter = TransformingInterpreter(
+                    interpreter, [t.new_transformer(ctx) for t in transformers]
+                )
             linker.interpreters[router_config.effective_label] = interpreter
             if router_config.originator:
                 linker.metrics.gauge("rt", router_config.effective_label, "originator").set(1)

@@ -35,6 +35,7 @@ GROUP = "turnout"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.builtin.namers",
     "turnout.builtin.interpreters",
+    "turnout.builtin.transformers",
     "turnout.builtin.global_namers",
     "turnout.builtin.balancers",
     "turnout.builtin.telemeters",

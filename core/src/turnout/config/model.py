@@ -78,8 +78,23 @@ class TransformerConfig(ConfigObject):
     """Base of transformer configs. Registered by ``turnout_register_transformers``."""
 
     family = "transformer"
+    prefix: Path | None = option(
+        None,
+        doc="Prefix of the transformed ids, after /%. Defaults to /<kind> "
+        "(/io.l5d.port/<port> for io.l5d.port).",
+    )
+
+    def default_prefix(self) -> Path:
+        """The prefix used when ``prefix`` is not set (Linkerd's ``defaultPrefix``)."""
+        return Path.of(str(self.kind))
+
+    @property
+    def effective_prefix(self) -> Path:
+        """What transformed ids start with: ``/%`` and the prefix (``/%/io.l5d.localhost``)."""
+        return Path.of("%") + (self.prefix if self.prefix is not None else self.default_prefix())
 
     def new_transformer(self, ctx: BuildContext) -> Any:
+        """Build the runtime transformer (a :class:`turnout.naming.NameTreeTransformer`)."""
         raise NotImplementedError(f"transformer {self.kind!r} does not implement new_transformer()")
 
 

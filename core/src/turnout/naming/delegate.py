@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BindingError
@@ -50,7 +51,9 @@ class DNode:
     """A node of a delegate tree. ``kind`` is the JSON ``type``; fields depend on it.
 
     ``children`` holds ``(weight, node)`` pairs (weight None outside unions); ``value`` is a
-    :class:`NameBound` or :class:`Path` for leaves, and the message for exceptions. ``note``
+    :class:`NameBound` or :class:`Path` for leaves, the message for exceptions, and the
+    bound name before the transformation for ``transformation`` nodes (whose ``name`` is the
+    transformer's kind and whose child is the transformed tree). ``note``
     is set on the root of a truncated tree only. Subtrees may be shared (the same object in
     several places); every walk over a tree sees them expanded.
     """
@@ -61,12 +64,13 @@ class DNode:
     children: tuple[tuple[float | None, DNode], ...] = ()
     value: Any = None
     note: str | None = None
+    name: str | None = None
 
     def with_dentry(self, dentry: Dentry) -> DNode:
-        return DNode(self.kind, self.path, dentry, self.children, self.value, self.note)
+        return replace(self, dentry=dentry)
 
     def with_note(self, note: str | None) -> DNode:
-        return DNode(self.kind, self.path, self.dentry, self.children, self.value, note)
+        return replace(self, note=note)
 
     @property
     def child(self) -> DNode:
@@ -108,17 +112,53 @@ class DNode:
                 union.append({"weight": w, "tree": c.to_json()})
             out["union"] = union
         elif self.kind == "leaf":
-            bound = self.value
-            out["bound"] = {
-                "addr": addr_json(bound.addr.value),
-                "id": str(bound.id),
-                "path": str(bound.residual),
-            }
+            out["bound"] = _bound_json(self.value)
+        elif self.kind == "transformation":
+            out["name"] = self.name
+            if isinstance(self.value, NameBound):
+                out["bound"] = _bound_json(self.value)
+            out["tree"] = self.child.to_json()
         elif self.kind == "exception":
             out["message"] = self.value
         if self.note is not None:
             out["note"] = self.note
         return out
+
+
+def _bound_json(bound: NameBound) -> dict[str, Any]:
+    return {"addr": addr_json(bound.addr.value), "id": str(bound.id), "path": str(bound.residual)}
+
+
+def map_bound_leaves(node: DNode, fn: Callable[[DNode], State[DNode]]) -> State[DNode]:
+    """``node`` with every bound leaf replaced by ``fn(leaf)`` (a shared subtree is mapped
+    once and stays shared); the first state of ``fn`` that is not Ok is returned instead."""
+    memo: dict[int, DNode] = {}
+
+    def walk(n: DNode) -> DNode:
+        done = memo.get(id(n))
+        if done is not None:
+            return done
+        if n.kind == "leaf" and isinstance(n.value, NameBound):
+            state = fn(n)
+            if not isinstance(state, Ok):
+                raise _NotOk(state)
+            out = state.value
+        elif n.children:
+            out = replace(n, children=tuple((w, walk(c)) for w, c in n.children))
+        else:
+            out = n
+        memo[id(n)] = out
+        return out
+
+    try:
+        return Ok(walk(node))
+    except _NotOk as e:
+        return e.state
+
+
+class _NotOk(Exception):
+    def __init__(self, state: State[Any]) -> None:
+        self.state = state
 
 
 def _rewrite(entry: Dentry, path: Path) -> NameTree[Path]:
@@ -319,7 +359,8 @@ def delegate_once(
     if delegation.truncated:
         note = TRUNCATED_NOTE.format(limit=max_nodes, nesting=MAX_NESTING)
         tree = tree.with_note(note)
-    return Ok(tree)
+    # an interpreter's transformers (routers[].interpreter.transformers) show as nodes
+    return interpreter.transform_delegate(tree)
 
 
 async def delegate(
@@ -341,4 +382,12 @@ async def delegate(
     return tree
 
 
-__all__ = ["MAX_DELEGATE_NODES", "TRUNCATED_NOTE", "DNode", "delegate", "delegate_once", "simplify"]
+__all__ = [
+    "MAX_DELEGATE_NODES",
+    "TRUNCATED_NOTE",
+    "DNode",
+    "delegate",
+    "delegate_once",
+    "map_bound_leaves",
+    "simplify",
+]

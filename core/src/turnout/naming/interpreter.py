@@ -97,6 +97,11 @@ class NameInterpreter:
         """Look ``path`` up in the namers only (no dtab): what delegation calls."""
         raise NotImplementedError
 
+    def transform_delegate(self, node: Any) -> State[Any]:
+        """The delegate tree (a :class:`~turnout.naming.delegate.DNode`) as this interpreter's
+        transformers change it (``transformation`` nodes); unchanged by default."""
+        return Ok(node)
+
     @property
     def can_delegate(self) -> bool:
         return True

@@ -114,6 +114,11 @@ def delegate_text(node: DNode, indent: str = "") -> list[str]:
         return [f"{indent}{path}{dentry}  => error: {node.value}"]
     if kind == "delegate":
         return [f"{indent}{path}{dentry}", *delegate_text(node.child, indent + "  ")]
+    if kind == "transformation":
+        return [
+            f"{indent}{path}  (transformed by {node.name})",
+            *delegate_text(node.child, indent + "  "),
+        ]
     if kind == "alt":
         lines = [f"{indent}{path}{dentry}  (alternatives, first non-negative wins)"]
         for _, child in node.children:

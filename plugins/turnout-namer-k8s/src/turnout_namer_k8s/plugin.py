@@ -9,8 +9,14 @@ from __future__ import annotations
 import turnout
 
 from .config import K8sNamerConfig, K8sNsNamerConfig
+from .transformers import DaemonSetTransformerConfig, LocalNodeTransformerConfig
 
 
 @turnout.hookimpl
 def turnout_register_namers() -> list[type[K8sNamerConfig]]:
     return [K8sNamerConfig, K8sNsNamerConfig]
+
+
+@turnout.hookimpl
+def turnout_register_transformers() -> list[type[turnout.config.TransformerConfig]]:
+    return [LocalNodeTransformerConfig, DaemonSetTransformerConfig]
