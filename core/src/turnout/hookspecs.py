@@ -291,7 +291,10 @@ def turnout_register_announcers() -> type[AnnouncerConfig] | Sequence[type[Annou
     Called once at plugin load time.
 
     :return: one or more subclasses of :class:`turnout.config.AnnouncerConfig` that
-        implement ``new_announcer(self, ctx)``.
+        implement ``new_announcer(self, ctx)``, returning a :class:`turnout.announcer.Announcer`:
+        ``await announce(host, port, name)`` (the name without ``/#/<prefix>``) returns at
+        once an :class:`~turnout.announcer.Announcement` whose ``withdraw()`` the linker
+        awaits when draining starts; ``close()`` after the routers closed.
 
     Example::
 

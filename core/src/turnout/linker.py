@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 import anyio.abc
 
+from .announcer import CONFIGURED, ActiveAnnouncement, Announcer, announced_hosts, matching
 from .config.loader import LoadedConfig
 from .config.model import LinkerConfig, RouterConfig
 from .errors import TurnoutError
@@ -93,6 +94,10 @@ class Linker:
         self.interpreters: dict[str, NameInterpreter] = {}
         self.routers: list[RouterRuntime] = []
         self.telemeters: list[Telemeter] = []
+        #: each router's announcers: label → [(/#/<prefix>, announcer)]
+        self.announcers: dict[str, list[tuple[Path, Announcer]]] = {}
+        #: what is announced now (withdrawn when draining starts)
+        self.announcements: list[ActiveAnnouncement] = []
         #: the tracers of every telemeter that traces, or None (routers trace nothing)
         self.tracing: Tracing | None = None
         self.admin: Any = None
@@ -147,6 +152,10 @@ class Linker:
             if routers:
                 ctx.interpreter = interpreter
                 linker.routers.append(router_config.new_router(ctx))
+                linker.announcers[router_config.effective_label] = [
+                    (CONFIGURED + a.effective_prefix, a.new_announcer(ctx))
+                    for a in router_config.announcers
+                ]
         return linker
 
     def router_config(self, label: str) -> RouterConfig:
@@ -190,6 +199,7 @@ class Linker:
             await self.admin.start()
         for router in self.routers:
             await router.start()
+        await self._announce()
         await _await_all(self.plugins.hook.turnout_startup(linker=self))
         self.ready = True
 
@@ -242,6 +252,7 @@ class Linker:
             if self._grace_override is not None
             else self.config.admin.shutdown_grace_ms / 1000
         )
+        await self._withdraw()  # first: leave service discovery while still answering
         for router in self.routers:
             router.stop_accepting()
         with anyio.move_on_after(max(grace, 0.001)) as grace_scope:
@@ -253,8 +264,15 @@ class Linker:
         await self.close()
 
     async def close(self) -> None:
+        await self._withdraw()
         for router in self.routers:
             await router.close()
+        for announcers in self.announcers.values():
+            for _, announcer in announcers:
+                try:
+                    await announcer.close()
+                except Exception:
+                    log.exception("closing announcer %r failed", announcer)
         await _await_all(self.plugins.hook.turnout_shutdown(linker=self))
         for telemeter in self.telemeters:
             # its background work ends first, so that close() is the last word: a run()
@@ -278,6 +296,56 @@ class Linker:
             self.admin = None
         if self._group is not None:
             self._group.cancel_scope.cancel()  # background tasks end with the linker
+
+    # -- announcing ------------------------------------------------------------------------
+    async def _announce(self) -> None:
+        """Announce every ``servers[].announce`` name with each matching announcer (Linkerd's
+        ``Main.announce``: the name loses the announcer's prefix; ``0.0.0.0`` is announced at
+        every non-loopback address)."""
+        for router_config, router in zip(self.config.routers, self.routers, strict=False):
+            label = router_config.effective_label
+            announcers = self.announcers.get(label, [])
+            bound = router.servers()
+            for server, (ip, port) in zip(router_config.servers, bound, strict=False):
+                for name in server.announce:
+                    found = matching(announcers, name)
+                    if not found:  # the config check rejects this; kept for built linkers
+                        log.warning("no announcer found for %s", name.show)
+                    for prefix, announcer in found:
+                        for host in announced_hosts(ip or server.ip):
+                            rest = name.drop(len(prefix))
+                            log.info(
+                                "announcing %s:%d as %s to %s",
+                                host,
+                                port,
+                                name.show,
+                                announcer.scheme,
+                            )
+                            announcement = await announcer.announce(host, port, rest)
+                            self.announcements.append(
+                                ActiveAnnouncement(
+                                    label, name, host, port, announcer.scheme, announcement
+                                )
+                            )
+
+    async def _withdraw(self) -> None:
+        """Withdraw every announcement, concurrently, waiting at most 5 s (idempotent)."""
+        pending = [a for a in self.announcements if not a.withdrawn]
+        if not pending:
+            return
+
+        async def one(active: ActiveAnnouncement) -> None:
+            active.withdrawn = True
+            try:
+                await active.announcement.withdraw()
+                log.info("withdrew %s:%d as %s", active.host, active.port, active.name.show)
+            except Exception:
+                log.exception("withdrawing %s failed", active.name.show)
+
+        with anyio.move_on_after(5):
+            async with anyio.create_task_group() as group:
+                for active in pending:
+                    group.start_soon(one, active)
 
     async def _run_telemeter(self, telemeter: Telemeter) -> None:
         done = anyio.Event()

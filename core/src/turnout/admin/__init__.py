@@ -86,6 +86,7 @@ class AdminServer:
             r("POST", "/delegator.json", self.delegator_json, "ui"),
             r("GET", "/client_state.json", self.client_state, "diagnostics"),
             r("GET", "/bound-names.json", self.bound_names, "diagnostics"),
+            r("GET", "/admin/announcer.json", self.announcer_json, "diagnostics"),
             r("GET", "/namer_state/{prefix:.*}.json", self.namer_state, "diagnostics"),
             r("POST", "/admin/shutdown", self.shutdown, "control"),
             r("GET", "/admin/shutdown", self.method_not_allowed, "control"),
@@ -216,6 +217,22 @@ class AdminServer:
         for router in self.linker.routers:
             out.update(router.client_state())
         return _json(out)
+
+    async def announcer_json(self, request: web.Request) -> web.Response:
+        """What is announced (Linkerd's ``/admin/announcer``): one entry per announcement."""
+        return _json(
+            [
+                {
+                    "router": a.router,
+                    "name": a.name.show,
+                    "address": f"{a.host}:{a.port}",
+                    "announcer": a.scheme,
+                    "withdrawn": a.withdrawn,
+                    **a.announcement.state(),
+                }
+                for a in self.linker.announcements
+            ]
+        )
 
     async def bound_names(self, request: web.Request) -> web.Response:
         names: set[str] = set()

@@ -113,10 +113,16 @@ class AnnouncerConfig(ConfigObject):
 
     family = "announcer"
     prefix: Path | None = option(
-        None, doc="Names under /#<prefix> are announced by this announcer."
+        None, doc="Names under /#<prefix> are announced by this announcer. Defaults to /<kind>."
     )
 
+    @property
+    def effective_prefix(self) -> Path:
+        """The prefix this announcer answers under ``/#`` (``/io.l5d.serversets`` by default)."""
+        return self.prefix if self.prefix is not None else Path.of(str(self.kind))
+
     def new_announcer(self, ctx: BuildContext) -> Any:
+        """Build the runtime announcer (a :class:`turnout.announcer.Announcer`)."""
         raise NotImplementedError(f"announcer {self.kind!r} does not implement new_announcer()")
 
 
@@ -253,8 +259,8 @@ class ServerConfig(ConfigObject):
     )
     announce: list[Path] = option(
         default_factory=list,
-        doc="Names to announce.",
-        unsupported="announce is not implemented yet",
+        doc="Names to announce (/#/<announcer prefix>/...) through the router's announcers "
+        "while the server listens; withdrawn when draining starts.",
     )
     timeout_ms: int | None = option(
         None,
@@ -552,9 +558,27 @@ class LinkerConfig(ConfigObject):
             for r in self.routers
         ]
         yield from listener_conflicts((self.admin.ip, self.admin.port), routers)
+        yield from unannounced_names(self.routers)
 
 
 Listener = tuple[str, int]
+
+
+def unannounced_names(routers: list[RouterConfig]) -> Iterator[tuple[Loc, str]]:
+    """``servers[].announce`` names that no announcer of the router answers."""
+    for i, router in enumerate(routers):
+        prefixes = [Path.of("#") + a.effective_prefix for a in router.announcers]
+        for j, server in enumerate(router.servers):
+            for k, name in enumerate(server.announce):
+                if any(name.starts_with(p) for p in prefixes):
+                    continue
+                known = ", ".join(p.show for p in prefixes) or "none: add router.announcers"
+                yield (
+                    ("routers", i, "servers", j, "announce", k),
+                    f"no announcer of router '{router.effective_label}' announces {name.show}; "
+                    f"a name must start with the /#/<prefix> of one of its announcers "
+                    f"(announcer prefixes: {known})",
+                )
 
 
 def listener_conflicts(

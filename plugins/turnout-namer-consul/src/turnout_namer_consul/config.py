@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from turnout.config import ConfigObject, NamerConfig, option
+from turnout.config import AnnouncerConfig, ConfigObject, NamerConfig, option
 from turnout.errors import TurnoutError
 from turnout.naming import Path
 
@@ -14,6 +14,7 @@ from .tls import TLS_VERSIONS, TlsSetupError, file_problem, files_of, ssl_contex
 if TYPE_CHECKING:
     from turnout.linker import BuildContext
 
+    from .announcer import ConsulAnnouncer
     from .namer import ConsulNamer
 
 HealthStatus = Literal["passing", "warning", "critical", "maintenance"]
@@ -191,4 +192,45 @@ class ConsulNamerConfig(NamerConfig):
             ssl_context=ssl_context,
             server_hostname=tls.common_name if tls is not None else None,
             metrics=ctx.metrics if ctx is not None else None,
+        )
+
+
+class ConsulAnnouncerConfig(AnnouncerConfig):
+    """Registers a router's servers with the local Consul agent (a turnout extension):
+    ``servers[].announce: [/#/io.l5d.consul/<dc>/<service>]`` registers the server's address
+    as an instance of ``<service>`` while it listens, and deregisters it when turnout starts
+    draining. The agent registers in its own datacenter (``.local``)."""
+
+    kind = "io.l5d.consul"
+    host: str = option("localhost", doc="Consul agent host.")
+    port: int = option(8500, min=1, max=65535, doc="Consul agent HTTP port.")
+    token: str | None = option(None, secret=True, doc="ACL token, sent as X-Consul-Token.")
+    tags: list[str] = option(default_factory=list, doc="Tags of the registered instances.")
+    ttl_ms: int | None = option(
+        None,
+        min=1000,
+        doc="Register with a TTL check that turnout passes every ttlMs/3 (default: no check).",
+    )
+    deregister_critical_service_after_ms: int | None = option(
+        None,
+        min=1000,
+        doc="With ttlMs: Consul removes a registration whose check stayed critical this long "
+        "(a turnout that was killed).",
+    )
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if self.deregister_critical_service_after_ms is not None and self.ttl_ms is None:
+            yield "deregisterCriticalServiceAfterMs", "needs ttlMs (a check to turn critical)"
+
+    def new_announcer(self, ctx: BuildContext | None) -> ConsulAnnouncer:
+        from .announcer import ConsulAnnouncer
+
+        after = self.deregister_critical_service_after_ms
+        return ConsulAnnouncer(
+            self.host,
+            self.port,
+            token=self.token,
+            tags=list(self.tags),
+            ttl=self.ttl_ms / 1000 if self.ttl_ms is not None else None,
+            deregister_after=after / 1000 if after is not None else None,
         )

@@ -1,4 +1,5 @@
-"""The plugin module named by the ``turnout`` entry point: registers ``io.l5d.consul``.
+"""The plugin module named by the ``turnout`` entry point: registers ``io.l5d.consul`` (the
+namer and the announcer).
 
 Cheap to import: the namer, python-consul2 and aiohttp are imported only when a
 configuration uses the kind.
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 import turnout
 
-from .config import ConsulNamerConfig
+from .config import ConsulAnnouncerConfig, ConsulNamerConfig
 
 
 @turnout.hookimpl
 def turnout_register_namers() -> list[type[ConsulNamerConfig]]:
     return [ConsulNamerConfig]
+
+
+@turnout.hookimpl
+def turnout_register_announcers() -> list[type[ConsulAnnouncerConfig]]:
+    return [ConsulAnnouncerConfig]

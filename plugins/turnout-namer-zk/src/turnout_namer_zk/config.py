@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from turnout.config import NamerConfig, option
+from turnout.config import AnnouncerConfig, NamerConfig, option
 from turnout.config.schema import ConfigObject
 from turnout.naming import Path
 
 if TYPE_CHECKING:  # kazoo is imported only when a namer is built
     from turnout.linker import BuildContext
 
+    from .announcer import ServersetsAnnouncer
     from .namer import ZkNamer
 
 
@@ -86,3 +87,39 @@ class ZkLeaderConfig(_ZkNamerConfig):
 
         prefix = Path.of("#") + self.effective_prefix
         return ZkLeaderNamer(prefix, self.connect_string, **self._namer_args(ctx))  # type: ignore[arg-type]
+
+
+class ServersetsAnnouncerConfig(AnnouncerConfig):
+    """Announces a router's servers in ZooKeeper as Twitter ServerSet members (Linkerd's
+    ``io.l5d.serversets`` announcer): ``servers[].announce: [/#/io.l5d.serversets/<name>]``
+    creates an EPHEMERAL_SEQUENTIAL ``<pathPrefix><name>/member_<seq>`` znode with the
+    server's address, again in each new session, deleted when turnout starts draining."""
+
+    kind = "io.l5d.serversets"
+
+    zk_addrs: list[ZkAddrConfig] = option(
+        doc="The ZooKeeper ensemble: a list of {host, port} (port defaults to 2181)."
+    )
+    path_prefix: Path = option(
+        default_factory=lambda: Path.of("discovery"),
+        doc="The znode path under which names are announced.",
+    )
+    session_timeout_ms: int = option(
+        10_000,
+        min=1000,
+        max=60_000,
+        doc="ZooKeeper session timeout asked for (turnout extension): how long a member "
+        "outlives a turnout that was killed.",
+    )
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if not self.zk_addrs:
+            yield "zkAddrs", "give at least one ZooKeeper server ({host, port})"
+
+    def new_announcer(self, ctx: BuildContext | None) -> ServersetsAnnouncer:
+        from .announcer import ServersetsAnnouncer
+
+        hosts = ",".join(addr.connect for addr in self.zk_addrs)
+        return ServersetsAnnouncer(
+            hosts, self.path_prefix, session_timeout=self.session_timeout_ms / 1000
+        )
