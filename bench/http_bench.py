@@ -1,31 +1,42 @@
 """HTTP/1.1 benchmark: direct to nginx, through nginx as a proxy, and through turnout.
 
-    ./dev bench [--duration 8] [--connections 32] [--rounds 2]
+    ./dev bench [--duration 8] [--connections 32] [--rounds 2] [--no-tls]
 
 Starts (all on 127.0.0.1, each on its own free port, in a temporary directory):
 
-- an nginx backend answering ``200 ok`` (installed by ``./dev bench`` when missing),
+- an nginx backend answering ``200 ok`` (installed by ``./dev bench`` when missing), over
+  plain HTTP and, on a second port, over TLS,
 - nginx as the reference proxy (one worker, upstream keep-alive),
 - turnout with the full stack (identifier, binding cache, balancer, stats, classifier), pure
   Python as installed, and with ``--compiled`` also the same code compiled with mypyc
   (``TURNOUT_COMPILE=1``; built once into ``.venv/turnout-compiled``),
+- unless ``--no-tls``, the TLS rows: a CA and a certificate for ``localhost``/``127.0.0.1``
+  made with ``cryptography``, and each proxy (nginx, turnout, compiled turnout; the turnouts
+  as separate processes) terminating TLS and originating TLS to the backend's TLS port
+  (``-tls`` rows: ``listen ssl`` + ``proxy_pass https://`` with ``proxy_ssl_session_reuse``
+  and an upstream keep-alive pool; ``servers[].tls`` + ``client.tls``), or terminating TLS
+  only and forwarding plain HTTP (``-term`` rows),
 
 pins the proxies to CPU 1 and wrk plus the backend to CPU 0 when the machine has two or more
 CPUs, drives each target with ``wrk -t1 -c<connections> -d<duration>s --latency``, and prints
 requests/s, p50 and p99 per target, turnout/nginx ratios and turnout's peak RSS. Every process
 it starts is stopped by PID. Numbers vary with what else the machine runs: the script also
-prints the CPU time the proxies used per request, the most stable figure.
+prints the CPU time the proxies used per request, the most stable figure, and how busy that
+kept the proxy's CPU (a proxy below about 95% was not the bottleneck: wrk or the backend was).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
+import ipaddress
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -68,6 +79,8 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us_per_req: float | None = None
+    #: wrk's own words for the errors ("Socket errors: ...", "Non-2xx ...")
+    error_text: str = ""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -91,6 +104,7 @@ def run_wrk(url: str, host: str | None, args: argparse.Namespace, cpu: int | Non
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = 0
+    said = []
     for pattern in (
         r"Non-2xx or 3xx responses: (\d+)",
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
@@ -98,7 +112,8 @@ def run_wrk(url: str, host: str | None, args: argparse.Namespace, cpu: int | Non
         m = re.search(pattern, out)
         if m:
             errors += sum(int(g) for g in m.groups())
-    return Result(url, rps, p50, p99, errors)
+            said.append(m.group(0))
+    return Result(url, rps, p50, p99, errors, error_text="; ".join(said))
 
 
 def cpu_ticks(pid: int) -> int:
@@ -122,6 +137,85 @@ def measured(pid: int, fn: object) -> tuple[Result, float]:
     return result, used
 
 
+def make_certs(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signed for ``localhost`` and ``127.0.0.1`` (ECDSA
+    P-256, valid for a day), written to ``directory``: ``(ca.pem, server.pem, server.key)``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turnout bench CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(cert.public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+#: TLS servers (backend, nginx) keep a connection for this many requests: the rows measure
+#: TLS on kept-alive connections, as turnout does (it has no per-connection request limit),
+#: not one full handshake every 1,000 requests (nginx's default keepalive_requests)
+TLS_KEEPALIVE_REQUESTS = 1_000_000
+
+
 def main() -> int:
     global ARGS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,17 +228,29 @@ def main() -> int:
         action="store_true",
         help="also run turnout with its data path compiled by mypyc",
     )
+    p.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="skip the TLS rows (TLS in and out, TLS termination only)",
+    )
     ARGS = args = p.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not installed (./dev bench installs it)", file=sys.stderr)
             return 2
+    tls = not args.no_tls
     many = (os.cpu_count() or 1) >= 2 and not args.no_pin
     load_cpu, proxy_cpu = (0, 1) if many else (None, None)
     work = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
     backend, nginx_proxy, turnout_port, admin_port, compiled_port, compiled_admin = (
         free_port() for _ in range(6)
     )
+    # TLS: the backend's TLS port; nginx's TLS-to-TLS and TLS-termination ports; for each
+    # turnout build the same two ports and an admin port
+    backend_tls, nginx_tls, nginx_term = (free_port() for _ in range(3))
+    tls_ports = {
+        build: (free_port(), free_port(), free_port()) for build in ("turnout", "compiled")
+    }
     compiled_path = build_compiled() if args.compiled else None
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -171,19 +277,48 @@ def main() -> int:
                 ("scgi", "s"),
             )
         )
+        backend_tls_conf = proxy_tls_conf = ""
+        if tls:
+            ca, crt, key = make_certs(work)
+            # (nginx before 1.23.4 leaves TLSv1.3 out of its default ssl_protocols and
+            # proxy_ssl_protocols; turnout and wrk speak TLSv1.3 by default)
+            ssl_server = (
+                f"ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate {crt}; ssl_certificate_key {key}; "
+                f"keepalive_requests {TLS_KEEPALIVE_REQUESTS};"
+            )
+            backend_tls_conf = (
+                f"server {{ listen 127.0.0.1:{backend_tls} ssl; {ssl_server} "
+                f'location / {{ return 200 "ok\\n"; }} }} '
+            )
+            proxy_tls_conf = (
+                f"upstream be_tls {{ server 127.0.0.1:{backend_tls}; keepalive 512; "
+                f"keepalive_requests {TLS_KEEPALIVE_REQUESTS}; }} "
+                f"server {{ listen 127.0.0.1:{nginx_tls} ssl; {ssl_server} "
+                f"location / {{ proxy_pass https://be_tls; "
+                f'proxy_http_version 1.1; proxy_set_header Connection ""; '
+                f"proxy_ssl_protocols TLSv1.2 TLSv1.3; proxy_ssl_session_reuse on; proxy_ssl_verify on; "
+                f"proxy_ssl_trusted_certificate {ca}; proxy_ssl_name localhost; "
+                f"proxy_ssl_server_name on; }} }} "
+                f"server {{ listen 127.0.0.1:{nginx_term} ssl; {ssl_server} "
+                f"location / {{ proxy_pass http://be; "
+                f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} '
+            )
         common = "worker_processes 1; daemon off; error_log stderr warn; events { worker_connections 4096; }"
         (work / "backend.conf").write_text(
             f"{common} pid {work}/backend.pid; http {{ access_log off; {temp} "
-            f'server {{ listen 127.0.0.1:{backend}; location / {{ return 200 "ok\\n"; }} }} }}'
+            f'server {{ listen 127.0.0.1:{backend}; location / {{ return 200 "ok\\n"; }} }} '
+            f"{backend_tls_conf}}}"
         )
         (work / "proxy.conf").write_text(
             f"{common} pid {work}/proxy.pid; http {{ access_log off; {temp} "
             f"upstream be {{ server 127.0.0.1:{backend}; keepalive 512; }} "
             f"server {{ listen 127.0.0.1:{nginx_proxy}; location / {{ proxy_pass http://be; "
-            f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}'
+            f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} '
+            f"{proxy_tls_conf}}}"
         )
         (work / "disco").mkdir()
         (work / "disco" / "web").write_text(f"127.0.0.1 {backend}\n")
+        (work / "disco" / "web-tls").write_text(f"127.0.0.1 {backend_tls}\n")
         for name, port, admin in (
             ("turnout", turnout_port, admin_port),
             ("compiled", compiled_port, compiled_admin),
@@ -194,23 +329,76 @@ def main() -> int:
                 "routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n"
                 f"  servers: [{{port: {port}}}]\n"
             )
+            if tls:
+                both, term, tls_admin = tls_ports[name]
+                server_tls = f"tls: {{certPath: {crt}, keyPath: {key}}}"
+                (work / f"{name}-tls.yaml").write_text(
+                    f"admin: {{port: {tls_admin}}}\n"
+                    f"namers: [{{kind: io.l5d.fs, rootDir: {work / 'disco'}}}]\n"
+                    "routers:\n"
+                    "- protocol: http\n  label: tls\n"
+                    "  dtab: /svc/web => /#/io.l5d.fs/web-tls\n"
+                    f"  servers: [{{port: {both}, {server_tls}}}]\n"
+                    f"  client: {{tls: {{commonName: localhost, trustCertsBundle: {ca}}}}}\n"
+                    "- protocol: http\n  label: term\n"
+                    "  dtab: /svc => /#/io.l5d.fs\n"
+                    f"  servers: [{{port: {term}, {server_tls}}}]\n"
+                )
+        configs = ["turnout.yaml"]
+        if tls:
+            configs.append("turnout-tls.yaml")
+            if compiled_path is not None:
+                configs.append("compiled-tls.yaml")
+        for config in configs:  # fail here, with turnout's own words, on a wrong config
+            check = subprocess.run(
+                [sys.executable, "-m", "turnout", "check", str(work / config)],
+                capture_output=True,
+                text=True,
+                cwd=work,
+            )
+            if check.returncode != 0:
+                print(f"bench: {config} does not check:\n{check.stdout}{check.stderr}")
+                return 1
         start(["nginx", "-p", str(work), "-c", str(work / "backend.conf")], "backend.log", load_cpu)
         nginx = start(
             ["nginx", "-p", str(work), "-c", str(work / "proxy.conf")], "proxy.log", proxy_cpu
         )
-        turnout = start(
-            [sys.executable, "-m", "turnout", "run", str(work / "turnout.yaml")],
-            "turnout.log",
-            proxy_cpu,
-        )
-        compiled = None
+        turnouts: dict[str, subprocess.Popen[bytes]] = {}  # process per build and TLS or not
+        builds = [("turnout", None)]
         if compiled_path is not None:
-            env = {**os.environ, "PYTHONPATH": str(compiled_path)}
-            argv = [sys.executable, "-m", "turnout", "run", str(work / "compiled.yaml")]
-            compiled = start(argv, "compiled.log", proxy_cpu, env)
-        for port in (backend, nginx_proxy, turnout_port, *([compiled_port] if compiled else [])):
-            wait_port(port)
+            path = os.pathsep.join(filter(None, [str(compiled_path), os.environ.get("PYTHONPATH")]))
+            builds.append(("compiled", {**os.environ, "PYTHONPATH": path}))
+        for build, env in builds:
+            for suffix in ("", "-tls") if tls else ("",):
+                config = f"{build}{suffix}.yaml"
+                turnouts[build + suffix] = start(
+                    [sys.executable, "-m", "turnout", "run", str(work / config)],
+                    f"{build}{suffix}.log",
+                    proxy_cpu,
+                    env,
+                )
+        turnout = turnouts["turnout"]
+        compiled = turnouts.get("compiled")
+        ports = [backend, nginx_proxy, turnout_port, *([compiled_port] if compiled else [])]
+        if tls:
+            ports += [backend_tls, nginx_tls, nginx_term]
+            for build, _ in builds:
+                ports += tls_ports[build][:2]
+        try:
+            for port in ports:
+                wait_port(port, 30.0)
+        except RuntimeError:
+            for log in sorted(work.glob("*.log")):
+                print(f"bench: {log.name}:\n{log.read_text()[-2000:]}", file=sys.stderr)
+            raise
         nginx_worker = _child(nginx.pid) or nginx.pid
+        if tls:  # what a client gets on each TLS port (the proxies' upstream hops are alike)
+            said = [
+                f"backend {tls_version(backend_tls, ca)}",
+                f"nginx {tls_version(nginx_tls, ca)}",
+            ]
+            said += [f"{b} {tls_version(tls_ports[b][0], ca)}" for b, _ in builds]
+            print(f"bench: TLS negotiated: {', '.join(said)}", flush=True)
         targets = [
             ("direct", f"http://127.0.0.1:{backend}/", None, None),
             ("nginx", f"http://127.0.0.1:{nginx_proxy}/", None, nginx_worker),
@@ -218,7 +406,23 @@ def main() -> int:
         ]
         if compiled is not None:
             targets.append(("compiled", f"http://127.0.0.1:{compiled_port}/", "web", compiled.pid))
-        for _, url, host, _ in targets[2:]:  # warm up (binding, connection pools, caches)
+        if tls:
+            targets += [
+                ("direct-tls", f"https://127.0.0.1:{backend_tls}/", None, None),
+                ("nginx-tls", f"https://127.0.0.1:{nginx_tls}/", None, nginx_worker),
+            ]
+            for build, _ in builds:
+                pid = turnouts[f"{build}-tls"].pid
+                url = f"https://127.0.0.1:{tls_ports[build][0]}/"
+                targets.append((f"{build}-tls", url, "web", pid))
+            targets.append(("nginx-term", f"https://127.0.0.1:{nginx_term}/", None, nginx_worker))
+            for build, _ in builds:
+                pid = turnouts[f"{build}-tls"].pid
+                url = f"https://127.0.0.1:{tls_ports[build][1]}/"
+                targets.append((f"{build}-term", url, "web", pid))
+        for _, url, host, _ in targets:  # warm up (binding, connection pools, caches)
+            if host is None:
+                continue
             subprocess.run(
                 ["wrk", "-t1", "-c8", "-d2s", "-H", f"Host: {host}", url],
                 capture_output=True,
@@ -234,15 +438,19 @@ def main() -> int:
                         pid, lambda url=url, host=host: run_wrk(url, host, args, load_cpu)
                     )
                 runs[name].append(result)
-        rss = {"turnout": peak_rss_mb(turnout.pid)}
-        if compiled is not None:
-            rss["compiled"] = peak_rss_mb(compiled.pid)
+        rss = {name: peak_rss_mb(proc.pid) for name, proc in turnouts.items()}
         print(
             f"\nHTTP/1.1 GET, keep-alive, wrk -t1 -c{args.connections} -d{args.duration}s, "
-            f"{args.rounds} round(s), medians; proxies {'pinned to CPU 1' if many else 'not pinned'}\n"
+            f"{args.rounds} round(s), medians; proxies {'pinned to CPU 1' if many else 'not pinned'}"
         )
+        if tls:
+            print(
+                "-tls: TLS from wrk to the proxy and from the proxy to the backend; "
+                "-term: TLS from wrk to the proxy only"
+            )
         print(
-            f"{'target':<10}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}"
+            f"\n{'target':<15}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+            f"{'CPU µs/req':>12}{'proxy CPU':>11}"
         )
         med: dict[str, Result] = {}
         for name, results in runs.items():
@@ -257,22 +465,40 @@ def main() -> int:
             )
             med[name] = m
             cpu_text = f"{m.cpu_us_per_req:.1f}" if m.cpu_us_per_req else "-"
+            busy = f"{m.cpu_us_per_req * m.rps / 1e4:.0f}%" if m.cpu_us_per_req else "-"
             print(
-                f"{name:<10}{m.rps:>12,.0f}{m.p50_ms:>10.3f}{m.p99_ms:>10.3f}{m.errors:>8}{cpu_text:>12}"
+                f"{name:<15}{m.rps:>12,.0f}{m.p50_ms:>10.3f}{m.p99_ms:>10.3f}{m.errors:>8}"
+                f"{cpu_text:>12}{busy:>11}"
             )
-        n = med["nginx"]
+        for name, results in runs.items():
+            for r in results:
+                if r.errors:
+                    print(f"  {name}: {r.error_text}")
         print()
-        for name in rss:
-            t = med[name]
-            cpu = (
-                f", CPU per request {t.cpu_us_per_req / n.cpu_us_per_req:.2f}x"
-                if t.cpu_us_per_req and n.cpu_us_per_req
-                else ""
-            )
-            print(
-                f"{name}/nginx: requests/s {t.rps / n.rps:.2f}, p99 {t.p99_ms / n.p99_ms:.2f}x{cpu}; "
-                f"peak RSS {rss[name]:.1f} MB"
-            )
+        for suffix in ("", "-tls", "-term") if tls else ("",):
+            n = med["nginx" + suffix]
+            for build, _ in builds:
+                name = build + suffix
+                t = med[name]
+                cpu = (
+                    f", CPU per request {t.cpu_us_per_req / n.cpu_us_per_req:.2f}x"
+                    if t.cpu_us_per_req and n.cpu_us_per_req
+                    else ""
+                )
+                mem = rss.get(name) or rss.get(build + "-tls")
+                print(
+                    f"{name}/nginx{suffix}: requests/s {t.rps / n.rps:.2f}, "
+                    f"p99 {t.p99_ms / n.p99_ms:.2f}x{cpu}; peak RSS {mem:.1f} MB"
+                )
+        if tls:
+            print()
+            for suffix, what in (("-tls", "TLS both ways"), ("-term", "TLS termination")):
+                added = []
+                for name in ("nginx", *(build for build, _ in builds)):
+                    plain, ciphered = med[name].cpu_us_per_req, med[name + suffix].cpu_us_per_req
+                    if plain and ciphered:
+                        added.append(f"{name} +{ciphered - plain:.1f} µs ({ciphered / plain:.2f}x)")
+                print(f"{what} adds CPU per request: {', '.join(added)}")
         return 0
     finally:
         for proc in procs:
@@ -292,8 +518,14 @@ def build_compiled() -> Path:
     """The plugin compiled with mypyc, installed into a directory (built once per source)."""
     plugin = ROOT / "plugins" / "turnout-protocol-http"
     digest = hashlib.sha1()
-    for f in sorted((plugin / "src").rglob("*.py")):
-        digest.update(f.read_bytes())
+    # what the build reads: the plugin's sources and build files, and the core's sources
+    # (the compiled modules may compile core modules in, and are type-checked against it)
+    sources = [plugin / "setup.py", plugin / "pyproject.toml", *sorted(plugin.glob("_build/*"))]
+    sources += sorted((plugin / "src").rglob("*.py"))
+    sources += sorted((ROOT / "core" / "src").rglob("*.py"))
+    for f in sources:
+        if f.is_file():
+            digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
     target = Path(sys.prefix) / "turnout-compiled" / digest.hexdigest()[:12]
     if not (target / "turnout_protocol_http").exists():
         print(
@@ -316,6 +548,17 @@ def build_compiled() -> Path:
             check=True,
         )
     return target
+
+
+def tls_version(port: int, ca: Path) -> str:
+    """The TLS version and cipher a verifying client negotiates with 127.0.0.1:``port``."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as conn,
+    ):
+        cipher = conn.cipher()
+        return f"{conn.version()} {cipher[0] if cipher else '?'}"
 
 
 def _child(pid: int) -> int | None:

@@ -51,7 +51,8 @@ RESPONSE = (
 
 
 async def main(n: int, profile: bool) -> None:
-    from turnout_protocol_http.proxy import ServerProtocol, UpstreamProtocol
+    from turnout_protocol_http.downstream import ServerProtocol
+    from turnout_protocol_http.upstream import UpstreamProtocol
 
     root = Path(tempfile.mkdtemp())
     (root / "web").write_text("127.0.0.1 1\n")

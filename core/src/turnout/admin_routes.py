@@ -1,7 +1,9 @@
-"""The type plugins use to add admin endpoints (see ``turnout_admin_routes``)."""
+"""The type plugins use to add admin endpoints (see ``turnout_admin_routes``), and the security
+category of the admin server's own paths."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,3 +28,19 @@ class AdminRoute:
     handler: Handler
     category: Literal["ui", "control", "diagnostics"] = "diagnostics"
     nav: str | None = None
+
+
+_UI = re.compile(
+    r"^(/|/files/.*|/admin/files/.*|/config\.json|/metrics\.json|/admin/metrics\.json|"
+    r"/admin/metrics|/delegator|/delegator\.json|/logging|/help)$"
+)
+_CONTROL = re.compile(r"^(/admin/shutdown|/logging\.json)$")
+
+
+def category(path: str) -> str:
+    """Linkerd's admin security category of a path: ``ui``, ``control`` or ``diagnostics``."""
+    if _UI.match(path):
+        return "ui"
+    if _CONTROL.match(path):
+        return "control"
+    return "diagnostics"

@@ -9,8 +9,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from . import __version__, scaffold
 from .config.loader import LoadedConfig, load_file
@@ -31,6 +31,7 @@ from .naming.render import bound_tree_json, bound_tree_text, delegate_text
 from .plugin_manager import Plugins, load_plugins
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("name", metavar="NAME", help="the kind to register, such as com.example.demo")
     new.add_argument("--dir", default=".", help="where to create the plugin directory (default .)")
     new.set_defaults(func=cmd_plugin_new, log_level="WARNING")
-    plugin.set_defaults(func=lambda _: (plugin.print_help(), EXIT_USAGE)[1])
+    plugin.set_defaults(func=_print_help(plugin))
 
     dtab = sub.add_parser(
         "dtab", help="explain and test routing (delegate, bind)", description="Dtab tools."
@@ -123,8 +124,18 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--json", action="store_true", help="print JSON")
         d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
         d.set_defaults(func=func, log_level="WARNING")
-    dtab.set_defaults(func=lambda _: (dtab.print_help(), EXIT_USAGE)[1])
+    dtab.set_defaults(func=_print_help(dtab))
     return p
+
+
+def _print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The command of a command group given without a subcommand: its help, exit status 2."""
+
+    def show(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    return show
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def run_loop(coro: Any) -> Any:
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on uvloop when it is installed (faster), else on the stdlib loop;
     ``TURNOUT_LOOP=asyncio`` forces the stdlib loop (tests run both where they can differ)."""
     if os.environ.get("TURNOUT_LOOP", "").lower() == "asyncio":

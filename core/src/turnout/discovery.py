@@ -46,7 +46,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .metrics import MetricsTree
+from .metrics import Counter, MetricsTree
 from .naming import (
     Activity,
     Addr,
@@ -217,13 +217,13 @@ class DiscoveryNamer(Namer, Generic[K]):
         self.metrics = metrics
         scope = ("namer", *(label.decode("utf-8", "replace") for label in id_prefix.elems))
         self.stats_scope = scope
+        self._updates: Counter | None = None
+        self._errors: Counter | None = None
         if metrics is not None:
             self._updates = metrics.counter(*scope, "updates")
             self._errors = metrics.counter(*scope, "errors")
             metrics.gauge(*scope, "watches", fn=self.active_watches)
             metrics.gauge(*scope, "stale_seconds", fn=self.stalest)
-        else:
-            self._updates = self._errors = None
 
     # -- what subclasses implement ---------------------------------------------------------
     @abstractmethod

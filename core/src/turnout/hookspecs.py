@@ -23,7 +23,7 @@ Rules that hold for every hook:
 - Registration hooks (``turnout_register_*``) are called once, when plugins are loaded and
   before any configuration is read. They return config *classes* (a class or a list of them).
   Each class names its ``kind`` (the value of ``kind:`` in YAML, ``protocol:`` for routers), its
-  options as annotated attributes (see :mod:`turnout.config`), and a factory method that builds
+  options as annotated attributes (see :func:`turnout.api.option`), and a factory method that builds
   the runtime object. Two plugins registering the same kind in the same family is a start-up
   error naming both distributions.
 - Built-in kinds (``io.l5d.fs``, ``default``, ``p2c``, ...) are registered through these same
@@ -44,30 +44,29 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import pluggy
+from ._markers import PROJECT as PROJECT
+from ._markers import hookimpl as hookimpl
+from ._markers import hookspec as hookspec
+from .admin_routes import AdminRoute
+from .config.model import (
+    AnnouncerConfig,
+    FailureAccrualConfig,
+    IdentifierConfig,
+    InterpreterConfig,
+    LinkerConfig,
+    LoadBalancerConfig,
+    NamerConfig,
+    ResponseClassifierConfig,
+    RouterConfig,
+    TelemeterConfig,
+    TransformerConfig,
+)
+from .naming.namer import Namer
 
 if TYPE_CHECKING:
-    from .admin_routes import AdminRoute
-    from .config.model import (
-        AnnouncerConfig,
-        FailureAccrualConfig,
-        IdentifierConfig,
-        InterpreterConfig,
-        LinkerConfig,
-        LoadBalancerConfig,
-        NamerConfig,
-        ResponseClassifierConfig,
-        RouterConfig,
-        TelemeterConfig,
-        TransformerConfig,
-    )
+    # the linker calls these hooks (through the plugin manager, which loads this module): its
+    # type only, here
     from .linker import Linker
-    from .naming.namer import Namer
-
-PROJECT = "turnout"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,16 +80,16 @@ def turnout_register_namers() -> type[NamerConfig] | Sequence[type[NamerConfig]]
 
     Called once at plugin load time.
 
-    :return: one or more subclasses of :class:`turnout.config.NamerConfig`. Each sets ``kind``
+    :return: one or more subclasses of :class:`turnout.api.NamerConfig`. Each sets ``kind``
         (``"io.l5d.consul"``), declares its options, and implements
-        ``new_namer(self, ctx) -> turnout.naming.Namer``. The namer is mounted at
+        ``new_namer(self, ctx) -> turnout.api.Namer``. The namer is mounted at
         ``/#<prefix>`` where ``prefix`` defaults to ``/<kind>``.
 
     Example::
 
-        class ExampleNamerConfig(turnout.config.NamerConfig):
+        class ExampleNamerConfig(turnout.api.NamerConfig):
             kind = "com.example.static"
-            addresses: list[str] = turnout.config.option(doc="host:port entries")
+            addresses: list[str] = turnout.option(doc="host:port entries")
 
             def new_namer(self, ctx):
                 return ExampleNamer(self.addresses)
@@ -109,7 +108,7 @@ def turnout_register_global_namers() -> Mapping[str, Namer]:
     (``/$/io.buoyant.rinet/...``, ``/$/io.buoyant.http.status/...``) are provided.
 
     :return: a mapping from the name (the path element after ``/$``) to a
-        :class:`turnout.naming.Namer` whose ``lookup`` receives the rest of the path.
+        :class:`turnout.api.Namer` whose ``lookup`` receives the rest of the path.
 
     Example::
 
@@ -125,10 +124,24 @@ def turnout_register_protocols() -> type[RouterConfig] | Sequence[type[RouterCon
 
     Called once at plugin load time.
 
-    :return: one or more subclasses of :class:`turnout.config.RouterConfig` whose ``kind`` is
+    :return: one or more subclasses of :class:`turnout.api.RouterConfig` whose ``kind`` is
         the protocol name (``"http"``). The class declares the protocol's router options,
-        its server and identifier option types, and ``new_router(self, ctx)`` which builds the
-        servers and the protocol client.
+        its server and identifier option types, and ``new_router(self, ctx)`` which returns
+        the router runtime (a :class:`turnout.api.RouterRuntime`: ``start``, ``servers``,
+        ``stop_accepting``, ``drain``, ``close``, ``client_state``).
+
+    The runtime subclasses :class:`turnout.api.RequestStack` (the request stack, see
+    ``docs/architecture.md``) and its requests subclass :class:`turnout.api.Call`. The
+    protocol owns bytes: accept, identify, frame, write, read, classify. It implements the
+    stack's protocol hooks (``send`` an attempt to an endpoint, ``cancel_attempt``, ``fail``
+    with turnout's own answer, ``resendable``, ``server_stats``, ``finished`` and the span
+    names) and calls the stack when a request is named (``route_to`` then ``routed``), when
+    a response is classified (``complete``, or ``may_retry`` + ``release_endpoint`` +
+    ``retry``) and when an attempt breaks (``requeue_or_fail``). Deadlines, retries within
+    the budget and backoff, requeues, failure accrual and balancer feedback, stats and spans
+    then come from the stack. ``core_router(config, ctx, new_pool)`` builds the binding cache
+    the stack routes with; ``housekeeping()`` expires unused routes.
+    ``examples/turnout-example-lines`` is a complete protocol in about 450 lines.
 
     Example::
 
@@ -165,8 +178,9 @@ def turnout_register_load_balancers() -> (
 
     Called once at plugin load time.
 
-    :return: one or more subclasses of :class:`turnout.config.LoadBalancerConfig` that
-        implement ``new_balancer(self, ctx)``, returning a new
+    :return: one or more subclasses of :class:`turnout.api.LoadBalancerConfig` that
+        implement ``new_balancer(self, ctx=None)`` (clients are built while routing, with no
+        build context), returning a new
         :class:`turnout.router.Balancer` for one client. A balancer gets the client's
         endpoints in ``update(endpoints)`` whenever they change and answers ``pick(now)`` for
         every request: the endpoint to use, skipping those whose ``available(now)`` is false
@@ -191,7 +205,7 @@ def turnout_register_failure_accrual() -> (
 
     Called once at plugin load time.
 
-    :return: one or more subclasses of :class:`turnout.config.FailureAccrualConfig`
+    :return: one or more subclasses of :class:`turnout.api.FailureAccrualConfig`
         (``io.l5d.consecutiveFailures``, ``io.l5d.successRate``, ...) that implement
         ``new_policy(self)``, returning a new :class:`turnout.router.FailureAccrual` for one
         client. Subclasses decide when to eject in ``should_eject(endpoint, success, now)``;
@@ -215,7 +229,7 @@ def turnout_register_response_classifiers() -> (
     Called once at plugin load time. A classifier decides whether a response is a success,
     a failure, or a retryable failure (``io.l5d.http.retryableRead5XX``).
 
-    :return: one or more subclasses of :class:`turnout.config.ResponseClassifierConfig`.
+    :return: one or more subclasses of :class:`turnout.api.ResponseClassifierConfig`.
 
     Example::
 
@@ -232,7 +246,7 @@ def turnout_register_interpreters() -> type[InterpreterConfig] | Sequence[type[I
     Called once at plugin load time. The ``default`` interpreter binds through the router's
     dtab and the configured namers; others read the dtab from a file or a remote store.
 
-    :return: one or more subclasses of :class:`turnout.config.InterpreterConfig` that
+    :return: one or more subclasses of :class:`turnout.api.InterpreterConfig` that
         implement ``new_interpreter(self, ctx)``.
 
     Example::
@@ -250,7 +264,7 @@ def turnout_register_transformers() -> type[TransformerConfig] | Sequence[type[T
     Called once at plugin load time. Transformers are listed under ``transformers:`` of an
     interpreter or a namer and applied in order.
 
-    :return: one or more subclasses of :class:`turnout.config.TransformerConfig`.
+    :return: one or more subclasses of :class:`turnout.api.TransformerConfig`.
 
     Example::
 
@@ -267,11 +281,11 @@ def turnout_register_telemeters() -> type[TelemeterConfig] | Sequence[type[Telem
     Called once at plugin load time. A telemeter reads the metrics tree or receives trace
     spans; it never runs on the request path itself.
 
-    :return: one or more subclasses of :class:`turnout.config.TelemeterConfig` that
-        implement ``new_telemeter(self, ctx)``, returning a :class:`turnout.telemetry.Telemeter`:
+    :return: one or more subclasses of :class:`turnout.api.TelemeterConfig` that
+        implement ``new_telemeter(self, ctx)``, returning a :class:`turnout.api.Telemeter`:
         its ``admin_routes()`` join the admin server, ``run()`` runs in the background while
         turnout serves, ``close()`` runs at shutdown once ``run()`` has been cancelled, and a
-        ``tracer()`` (a :class:`turnout.tracing.Tracer` with a ``sample_rate`` and
+        ``tracer()`` (a :class:`turnout.api.Tracer` with a ``sample_rate`` and
         ``record(span)``) receives
         the server and client spans of the requests it samples. ``record`` is called on the
         request path: queue the span and return.
@@ -290,10 +304,10 @@ def turnout_register_announcers() -> type[AnnouncerConfig] | Sequence[type[Annou
 
     Called once at plugin load time.
 
-    :return: one or more subclasses of :class:`turnout.config.AnnouncerConfig` that
-        implement ``new_announcer(self, ctx)``, returning a :class:`turnout.announcer.Announcer`:
+    :return: one or more subclasses of :class:`turnout.api.AnnouncerConfig` that
+        implement ``new_announcer(self, ctx)``, returning a :class:`turnout.api.Announcer`:
         ``await announce(host, port, name)`` (the name without ``/#/<prefix>``) returns at
-        once an :class:`~turnout.announcer.Announcement` whose ``withdraw()`` the linker
+        once an :class:`~turnout.api.Announcement` whose ``withdraw()`` the linker
         awaits when draining starts; ``close()`` after the routers closed.
 
     Example::
@@ -316,8 +330,8 @@ def turnout_configure(config: LinkerConfig) -> None:
     Called once per configuration, after it was read and validated (also by
     ``turnout check``), before any router, namer or telemeter is created.
 
-    :param config: the validated :class:`turnout.config.LinkerConfig`.
-    :return: nothing. Raise :class:`turnout.errors.ConfigError` to refuse the configuration.
+    :param config: the validated :class:`turnout.api.LinkerConfig`.
+    :return: nothing. Raise :class:`turnout.api.ConfigError` to refuse the configuration.
 
     Example::
 
@@ -335,7 +349,7 @@ def turnout_startup(linker: Linker) -> Awaitable[None] | None:
     Called once, inside the event loop, after namers, routers and the admin server were
     built and before servers accept connections. May return an awaitable, which is awaited.
 
-    :param linker: the running :class:`turnout.linker.Linker`; ``linker.spawn(coro)`` starts
+    :param linker: the running :class:`turnout.api.Linker`; ``linker.spawn(coro)`` starts
         a background task owned by the linker (cancelled at shutdown).
     :return: ``None`` or an awaitable.
 
@@ -354,7 +368,7 @@ def turnout_shutdown(linker: Linker) -> Awaitable[None] | None:
     Called once, inside the event loop, after servers stopped accepting and in-flight
     requests finished (or the grace period ended), before namers are closed.
 
-    :param linker: the stopping :class:`turnout.linker.Linker`.
+    :param linker: the stopping :class:`turnout.api.Linker`.
     :return: ``None`` or an awaitable, which is awaited.
 
     Example::
@@ -371,8 +385,8 @@ def turnout_admin_routes(linker: Linker) -> Sequence[AdminRoute] | None:
 
     Called once when the admin server is built.
 
-    :param linker: the :class:`turnout.linker.Linker` being served.
-    :return: :class:`turnout.admin_routes.AdminRoute` objects: method, path, an aiohttp
+    :param linker: the :class:`turnout.api.Linker` being served.
+    :return: :class:`turnout.api.AdminRoute` objects: method, path, an aiohttp
         handler (``async def handler(request) -> aiohttp.web.Response``), the security
         category (``"ui"``, ``"control"`` or ``"diagnostics"``) and an optional
         dashboard navigation label.

@@ -14,18 +14,21 @@ import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from .announcer import CONFIGURED, ActiveAnnouncement, Announcer, announced_hosts, matching
 from .config.loader import LoadedConfig
-from .config.model import LinkerConfig, RouterConfig
+from .config.model import RouterConfig
+
+# BuildContext and RouterRuntime moved to turnout.context; still importable from here
+from .context import BuildContext as BuildContext
+from .context import RouterRuntime as RouterRuntime
 from .errors import TurnoutError
 from .metrics import WINDOW, MetricsTree
-from .naming import Dtab, GlobalNamer, NameInterpreter, Namer, Path
+from .naming import GlobalNamer, NameInterpreter, Namer, Path
 from .naming.transformer import TransformingInterpreter, TransformingNamer
 from .plugin_manager import Plugins
 from .process_stats import ProcessStats
@@ -33,51 +36,6 @@ from .telemetry import Telemeter
 from .tracing import Tracing
 
 log = logging.getLogger("turnout")
-
-
-@dataclass
-class BuildContext:
-    """What factories (``new_namer``, ``new_interpreter``, ``new_router``...) receive."""
-
-    config: LinkerConfig
-    plugins: Plugins
-    metrics: MetricsTree
-    global_namer: GlobalNamer
-    namers: list[tuple[Path, Namer]] = field(default_factory=list)
-    router: RouterConfig | None = None
-    interpreter: NameInterpreter | None = None
-    linker: Linker | None = None
-
-
-@runtime_checkable
-class RouterRuntime(Protocol):
-    """What a protocol's ``new_router`` returns: the running side of one router.
-
-    A structural type: a protocol plugin's router need not subclass it (so that it can be a
-    compiled class), it only has to provide these members.
-    """
-
-    label: str
-    interpreter: NameInterpreter
-    dtab: Dtab
-
-    async def start(self) -> None:
-        """Bind the servers (raise :class:`OSError` when a port is taken)."""
-
-    def stop_accepting(self) -> None:
-        """Close the listening sockets; keep serving connections already accepted."""
-
-    async def drain(self) -> None:
-        """Return when no request is in flight."""
-
-    async def close(self) -> None:
-        """Close every connection and release resources."""
-
-    def servers(self) -> list[tuple[str, int]]:
-        """The addresses the router listens on (after ``start``)."""
-
-    def client_state(self) -> dict[str, Any]:
-        """The ``/client_state.json`` entries of this router's clients."""
 
 
 class Linker:

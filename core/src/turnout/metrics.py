@@ -19,7 +19,7 @@ import math
 import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 Key = tuple[str, ...]
 
@@ -197,6 +197,7 @@ _QUANTILES = (
 
 
 Metric = Counter | SumCounter | DerivedCounter | Gauge | Histogram
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 def _value(index: int) -> float:
@@ -226,7 +227,7 @@ class MetricsTree:
         self._sorted: list[tuple[Key, Metric]] | None = None
 
     def counter(self, *path: str) -> Counter:
-        return self._get(path, Counter)  # type: ignore[return-value]
+        return self._get(path, Counter)
 
     def sum_counter(self, *path: str, parts: Callable[[], Sequence[Counted]]) -> SumCounter:
         """A counter exported as the sum of ``parts()`` (never incremented itself)."""
@@ -234,7 +235,9 @@ class MetricsTree:
         if metric is None:
             metric = self._metrics[path] = SumCounter(parts)
             self._sorted = None
-        return metric  # type: ignore[return-value]
+        elif not isinstance(metric, SumCounter):
+            raise TypeError(f"metric {'/'.join(path)} is a {type(metric).__name__}, not SumCounter")
+        return metric
 
     def derived_counter(self, *path: str, fn: Callable[[], int]) -> DerivedCounter:
         """A counter exported as ``fn()`` (a count kept elsewhere); it replaces whatever was
@@ -266,14 +269,15 @@ class MetricsTree:
         return g
 
     def stat(self, *path: str) -> Histogram:
-        return self._get(path, Histogram)  # type: ignore[return-value]
+        return self._get(path, Histogram)
 
-    def _get(self, path: Key, cls: type) -> Any:
+    def _get(self, path: Key, cls: type[_M]) -> _M:
         metric = self._metrics.get(path)
         if metric is None:
-            metric = self._metrics[path] = cls()
+            created = self._metrics[path] = cls()
             self._sorted = None
-        elif not isinstance(metric, cls):
+            return created
+        if not isinstance(metric, cls):
             raise TypeError(
                 f"metric {'/'.join(path)} is a {type(metric).__name__}, not {cls.__name__}"
             )

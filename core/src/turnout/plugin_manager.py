@@ -24,7 +24,24 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .config import model
+from .config.model import (
+    AnnouncerConfig,
+    ConstantBackoffConfig,
+    FailureAccrualConfig,
+    GlobalClientConfig,
+    GlobalServiceConfig,
+    IdentifierConfig,
+    InterpreterConfig,
+    JitteredBackoffConfig,
+    LoadBalancerConfig,
+    NamerConfig,
+    ResponseClassifierConfig,
+    RouterConfig,
+    StaticClientConfig,
+    StaticServiceConfig,
+    TelemeterConfig,
+    TransformerConfig,
+)
 from .config.schema import ConfigObject
 from .errors import PluginError
 from .registry import Provider, Registry
@@ -43,26 +60,26 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 
 #: Each registration hook and the config base class its results must subclass.
 REGISTRATION_HOOKS: dict[str, type[ConfigObject]] = {
-    "turnout_register_namers": model.NamerConfig,
-    "turnout_register_protocols": model.RouterConfig,
-    "turnout_register_identifiers": model.IdentifierConfig,
-    "turnout_register_load_balancers": model.LoadBalancerConfig,
-    "turnout_register_failure_accrual": model.FailureAccrualConfig,
-    "turnout_register_response_classifiers": model.ResponseClassifierConfig,
-    "turnout_register_interpreters": model.InterpreterConfig,
-    "turnout_register_transformers": model.TransformerConfig,
-    "turnout_register_telemeters": model.TelemeterConfig,
-    "turnout_register_announcers": model.AnnouncerConfig,
+    "turnout_register_namers": NamerConfig,
+    "turnout_register_protocols": RouterConfig,
+    "turnout_register_identifiers": IdentifierConfig,
+    "turnout_register_load_balancers": LoadBalancerConfig,
+    "turnout_register_failure_accrual": FailureAccrualConfig,
+    "turnout_register_response_classifiers": ResponseClassifierConfig,
+    "turnout_register_interpreters": InterpreterConfig,
+    "turnout_register_transformers": TransformerConfig,
+    "turnout_register_telemeters": TelemeterConfig,
+    "turnout_register_announcers": AnnouncerConfig,
 }
 
 #: Families of core's own configuration objects (not plugin kinds).
 CORE_KINDS: tuple[type[ConfigObject], ...] = (
-    model.ConstantBackoffConfig,
-    model.JitteredBackoffConfig,
-    model.GlobalClientConfig,
-    model.StaticClientConfig,
-    model.GlobalServiceConfig,
-    model.StaticServiceConfig,
+    ConstantBackoffConfig,
+    JitteredBackoffConfig,
+    GlobalClientConfig,
+    StaticClientConfig,
+    GlobalServiceConfig,
+    StaticServiceConfig,
 )
 
 
@@ -190,8 +207,8 @@ def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> list
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else None
         version = dist.version if dist is not None else None
-        names = {ep.name, dist_name} - {None}
-        seen |= names  # type: ignore[arg-type]
+        names = {ep.name} | ({dist_name} if dist_name is not None else set())
+        seen |= names
         if only and not names & only:
             continue
         if names & disabled:

@@ -182,7 +182,7 @@ def _late_accept_retry(context: dict[str, Any]) -> bool:
         return False
     if not isinstance(context.get("exception"), ValueError | OSError):
         return False
-    args = getattr(handle, "_args", None) or ()
+    args: tuple[Any, ...] = getattr(handle, "_args", None) or ()
     sock = args[1] if len(args) > 1 else None
     return sock is not None and getattr(sock, "fileno", lambda: 0)() == -1
 

@@ -18,11 +18,8 @@ a push happens, never on the request path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .admin_routes import AdminRoute
-    from .tracing import Tracer
+from .admin_routes import AdminRoute
+from .tracing import Tracer
 
 
 class Telemeter:

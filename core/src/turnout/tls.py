@@ -26,7 +26,7 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +34,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from .metrics import Counter
+
 if TYPE_CHECKING:
+    # the config classes' check() call into this module (imported lazily: cryptography is slow
+    # to import); their types only, here
     from .config.model import ClientTlsConfig, LinkerConfig, TlsServerConfig
-    from .metrics import Counter
 
 log = logging.getLogger("turnout.tls")
 
@@ -56,12 +59,14 @@ _VAR = re.compile(r"\{([^{}]+)\}")
 
 
 class TlsError(ValueError):
-    """A TLS option that cannot be used: ``key`` is the option (a YAML key) at fault."""
+    """A TLS option that cannot be used: ``key`` is the option (a YAML key, or the argument of
+    :func:`client_ssl_context`) at fault; ``index`` its position when it is a list (``ca``)."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, *, index: int | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.message = message
+        self.index = index
 
 
 def resolve(path: str) -> str:
@@ -131,9 +136,10 @@ def _load_key(key: str, path: str) -> Any:
 
 
 def _public_der(public_key: Any) -> bytes:
-    return public_key.public_bytes(  # type: ignore[no-any-return]
+    der: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return der
 
 
 def _check_issued(key: str, path: str, chain: list[x509.Certificate]) -> None:
@@ -233,35 +239,61 @@ def _load_chain(
     ctx: ssl.SSLContext,
     keys: tuple[str, str, str],
     cert_path: str,
-    key_path: str,
+    key_path: str | None,
     intermediates_path: str | None,
 ) -> None:
-    """``load_cert_chain``, with the intermediates appended to the certificate file."""
+    """``load_cert_chain``, with the intermediates appended to the certificate file. The key
+    ``None``: it is in the certificate file. An encrypted key is an error (never prompted for
+    on the terminal)."""
+
+    def no_password() -> bytes:
+        raise TlsError(
+            keys[1],
+            f"the key {key_path or cert_path} is encrypted and turnout cannot decrypt it; "
+            "give an unencrypted PEM key (PKCS#8 or PKCS#1)",
+        )
+
+    key_file = resolve(key_path) if key_path is not None else None
     try:
         if intermediates_path is None:
-            ctx.load_cert_chain(resolve(cert_path), resolve(key_path))
+            ctx.load_cert_chain(resolve(cert_path), key_file, password=no_password)
             return
         pem = _read(keys[0], cert_path).rstrip(b"\n") + b"\n" + _read(keys[2], intermediates_path)
         with tempfile.TemporaryDirectory(prefix="turnout-tls-") as tmp:
             combined = os.path.join(tmp, "chain.pem")
             with open(combined, "wb") as f:
                 f.write(pem)
-            ctx.load_cert_chain(combined, resolve(key_path))
+            ctx.load_cert_chain(combined, key_file, password=no_password)
     except ssl.SSLError as e:
         if "KEY_VALUES_MISMATCH" in str(e):
             raise TlsError(
-                keys[1], f"the key in {key_path} does not match the certificate in {cert_path}"
+                keys[1],
+                f"the key in {key_path} does not match the certificate in {cert_path}; give "
+                "PEM files, the key matching the certificate",
             ) from None
-        raise TlsError(keys[0], f"cannot load {cert_path} with {key_path}: {e}") from None
+        raise TlsError(
+            keys[0],
+            f"cannot load {cert_path} with {key_path}: {e}; give PEM files, the key matching "
+            "the certificate",
+        ) from None
     except OSError as e:
         raise TlsError(keys[0], f"cannot load {cert_path} with {key_path}: {e}") from None
 
 
-def _load_ca(ctx: ssl.SSLContext, key: str, path: str) -> None:
+def _load_ca(ctx: ssl.SSLContext, key: str, path: str, index: int | None = None) -> None:
     try:
         ctx.load_verify_locations(cafile=resolve(path))
-    except (ssl.SSLError, OSError) as e:
-        raise TlsError(key, f"cannot load the CA certificates in {path}: {e}") from None
+    except (ssl.SSLError, ValueError) as e:
+        raise TlsError(
+            key,
+            f"cannot load the CA certificates in {path}: it holds no usable CA certificate "
+            f"({e}); give a PEM file of one or more CA certificates",
+            index=index,
+        ) from None
+    except OSError as e:
+        raise TlsError(
+            key, f"cannot load the CA certificates in {path}: {e.strerror or e}", index=index
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,30 +388,72 @@ def _trust_files(cfg: ClientTlsConfig) -> list[tuple[str, str]]:
     return files
 
 
-def new_client_context(cfg: ClientTlsConfig, *, alpn: list[str] | None = None) -> ssl.SSLContext:
-    """A client context for ``cfg`` (which must be enabled). Raises :class:`TlsError`."""
+def client_ssl_context(
+    *,
+    ca: Sequence[str] = (),
+    cert: str | None = None,
+    key: str | None = None,
+    intermediates: str | None = None,
+    verify: bool = True,
+    protocols: Sequence[str] | None = None,
+    alpn: Sequence[str] | None = None,
+) -> ssl.SSLContext:
+    """A client :class:`ssl.SSLContext`: the one builder of the contexts turnout opens TLS
+    with, to endpoints (``client.tls``) and to discovery back-ends (namers, announcers).
+
+    :param ca: PEM files of the CAs to trust, and only those; none: the system's CAs.
+    :param cert: PEM client certificate presented to servers that ask for one (mutual TLS).
+    :param key: its PEM private key (None: in the ``cert`` file). An encrypted key is an
+        error, never prompted for.
+    :param intermediates: PEM intermediate certificates sent after ``cert``.
+    :param verify: False accepts any server certificate, without checking its issuer or name
+        (unsafe; ``ca`` is not read then).
+    :param protocols: TLS versions to allow (``TLSv1`` ... ``TLSv1.3``); default 1.2 and 1.3.
+    :param alpn: ALPN protocol names to offer (none by default).
+
+    The name the server's certificate must carry is given per connection
+    (``server_hostname=``), not here. Raises :class:`TlsError` whose ``key`` is the argument
+    at fault (``"ca"`` with its ``index``, ``"cert"``, ``"key"``, ``"intermediates"``,
+    ``"protocols"``).
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _set_versions(ctx, "protocols", cfg.protocols)
-    if cfg.disable_validation:
+    _set_versions(ctx, "protocols", list(protocols) if protocols is not None else None)
+    if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        trust = _trust_files(cfg)
-        for key, path in trust:
-            _load_ca(ctx, key, path)
-        if not trust:
+        for i, path in enumerate(ca):
+            _load_ca(ctx, "ca", path, i)
+        if not ca:
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    auth = _client_auth(cfg)
-    if auth is not None:
-        _load_chain(
-            ctx,
-            ("clientAuth", "clientAuth", "clientAuth"),
-            auth[0],
-            auth[1],
-            auth[2],
-        )
-    ctx.set_alpn_protocols(ALPN_HTTP1 if alpn is None else alpn)
+    if cert is not None:
+        _load_chain(ctx, ("cert", "key", "intermediates"), cert, key, intermediates)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
+
+
+def new_client_context(cfg: ClientTlsConfig, *, alpn: list[str] | None = None) -> ssl.SSLContext:
+    """A client context for ``cfg`` (which must be enabled). Raises :class:`TlsError` naming
+    the option at fault."""
+    trust = _trust_files(cfg)
+    auth = _client_auth(cfg)
+    try:
+        return client_ssl_context(
+            ca=[path for _, path in trust],
+            cert=auth[0] if auth is not None else None,
+            key=auth[1] if auth is not None else None,
+            intermediates=auth[2] if auth is not None else None,
+            verify=not cfg.disable_validation,
+            protocols=cfg.protocols,
+            alpn=ALPN_HTTP1 if alpn is None else alpn,
+        )
+    except TlsError as e:
+        if e.key == "ca" and e.index is not None:
+            raise TlsError(trust[e.index][0], e.message) from None
+        if e.key in ("cert", "key", "intermediates"):
+            raise TlsError("clientAuth", e.message) from None
+        raise
 
 
 def check_client(cfg: ClientTlsConfig) -> Iterator[tuple[str, str]]:
@@ -429,26 +503,9 @@ def client_tls(cfg: ClientTlsConfig | None, captures: Mapping[str, str]) -> Clie
 
 
 def insecure_warnings(config: LinkerConfig) -> list[str]:
-    """Loud warnings about TLS options that weaken security on purpose (``disableValidation``)."""
-    from .config import model
-
-    out: list[str] = []
-    for router in config.routers:
-        client = router.client
-        entries: list[tuple[str, Any]] = []
-        if isinstance(client, model.GlobalClientConfig):
-            entries.append(("client", client))
-        elif isinstance(client, model.StaticClientConfig):
-            entries += [(f"client prefix {e.prefix}", e) for e in client.configs]
-        for where, params in entries:
-            tls = params.tls
-            if tls is not None and tls.enabled and tls.disable_validation:
-                out.append(
-                    f"router '{router.effective_label}' {where}: tls.disableValidation is true: "
-                    "endpoint certificates are NOT verified; traffic can be intercepted by "
-                    "anyone on the path. Use it only for testing."
-                )
-    return out
+    """Loud warnings about TLS options that weaken security on purpose (``disableValidation``);
+    :meth:`turnout.config.LinkerConfig.insecure_tls_warnings`."""
+    return config.insecure_tls_warnings()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,12 +195,20 @@ class Tracing:
             return None
         return ServerTrace(ctx, tracers, _now_us(), propagate, shared)
 
-    def client_headers(self, trace: ServerTrace) -> bytes:
-        """Start an attempt's client span; the header lines that carry it upstream."""
-        ctx = trace.context
+    @staticmethod
+    def start_client(trace: ServerTrace) -> int:
+        """Start an attempt's client span (the request stack does, for every attempt of a
+        traced request); its id."""
         span = _rand64(64)
         trace.client_span = span
         trace.client_start_us = _now_us()
+        return span
+
+    def client_headers(self, trace: ServerTrace) -> bytes:
+        """The header lines that carry the attempt's client span upstream (started here if
+        :meth:`start_client` was not called)."""
+        ctx = trace.context
+        span = trace.client_span or self.start_client(trace)
         sampled = trace.propagate_sampled
         trace_hex = f"{ctx.trace_id:032x}" if ctx.trace_id >> 64 else f"{ctx.trace_id:016x}"
         lines = [

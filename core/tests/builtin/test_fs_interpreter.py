@@ -4,7 +4,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path as FsPath
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from turnout.naming import (
     State,
     delegate_once,
 )
+from turnout.testing.config import build_context
 
 P = Path.read
 D = Dtab.read
@@ -131,8 +131,7 @@ def test_valid_dtab_file_logs_no_warning(
 def test_config_builds_a_dtab_file_interpreter(tmp_path: FsPath) -> None:
     file = tmp_path / "dtab"
     file.write_text("/svc=>/$/inet/127.1/7")
-    ctx = SimpleNamespace(namers=[], global_namer=GlobalNamer())
-    interp = FsInterpreterConfig(dtab_file=str(file)).new_interpreter(ctx)  # type: ignore[arg-type]
+    interp = FsInterpreterConfig(dtab_file=str(file)).new_interpreter(build_context())
     assert isinstance(interp, DtabFileInterpreter)
     assert bound_id(first(interp.bind(Dtab.empty, P("/svc/x")))) == "/$/inet/127.1/7"
 

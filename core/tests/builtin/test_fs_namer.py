@@ -23,13 +23,14 @@ from turnout.naming import (
     State,
 )
 from turnout.naming.addr import WEIGHT_KEY
+from turnout.testing.config import build_context
 
 P = Path.read
 W = WEIGHT_KEY
 
 
 def fs_namer(root: FsPath, poll_ms: int = 30) -> FsNamer:
-    namer = FsNamerConfig(root_dir=str(root), poll_interval_ms=poll_ms).new_namer(None)
+    namer = FsNamerConfig(root_dir=str(root), poll_interval_ms=poll_ms).new_namer(build_context())
     assert isinstance(namer, FsNamer)
     return namer
 
@@ -145,7 +146,7 @@ def test_file_binds_with_weights_in_metadata(tmp_path: FsPath) -> None:
 def test_residual_and_custom_prefix(tmp_path: FsPath) -> None:
     (tmp_path / "web").write_text("10.0.0.1 80\n")
     config = FsNamerConfig(root_dir=str(tmp_path), prefix=P("/disco"))
-    b = bound_of(first_state(config.new_namer(None), "/web/a/b"))
+    b = bound_of(first_state(config.new_namer(build_context()), "/web/a/b"))
     assert (str(b.id), str(b.residual)) == ("/#/disco/web", "/a/b")
 
 
@@ -240,7 +241,9 @@ def test_bound_names_of_a_fresh_namer(tmp_path: FsPath) -> None:
 def test_file_edit_while_observed_is_picked_up_by_the_polling(tmp_path: FsPath) -> None:
     file = tmp_path / "web"
     file.write_text("10.0.0.1 80\n")
-    namer = FsNamerConfig(root_dir=str(tmp_path)).new_namer(None)  # default 250 ms polling
+    namer = FsNamerConfig(root_dir=str(tmp_path)).new_namer(
+        build_context()
+    )  # default 250 ms polling
 
     async def main() -> None:
         act = namer.lookup(P("/web"))

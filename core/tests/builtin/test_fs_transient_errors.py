@@ -42,6 +42,7 @@ from turnout.naming import (
     Path,
     State,
 )
+from turnout.testing.config import build_context
 
 P = Path.read
 EMFILE = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
@@ -111,9 +112,8 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
 
 def namer_with_metrics(root: FsPath, poll_ms: int = 20) -> tuple[FsNamer, MetricsTree]:
     metrics = MetricsTree()
-    ctx = SimpleNamespace(metrics=metrics)
     config = FsNamerConfig(root_dir=str(root), poll_interval_ms=poll_ms)
-    namer = config.new_namer(ctx)  # type: ignore[arg-type]
+    namer = config.new_namer(build_context(metrics=metrics))
     assert isinstance(namer, FsNamer)
     return namer, metrics
 
@@ -321,7 +321,8 @@ def test_the_interpreter_counts_read_errors_in_the_router_metrics(tmp_path: FsPa
     metrics = MetricsTree()
     router = SimpleNamespace(effective_label="out")
     ctx = SimpleNamespace(namers=[], global_namer=GlobalNamer(), metrics=metrics, router=router)
-    FsInterpreterConfig(dtab_file=str(file)).new_interpreter(ctx)  # type: ignore[arg-type]
+    interp = FsInterpreterConfig(dtab_file=str(file))
+    interp.new_interpreter(ctx)  # type: ignore[arg-type]  # a stand-in with the fields it reads
     flat = metrics.flat()
     assert flat["rt/out/interpreter/io.l5d.fs/errors"] == 0
     assert flat["rt/out/interpreter/io.l5d.fs/stale_seconds"] == 0
@@ -333,9 +334,10 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, os, resource, sys
     from turnout.builtin.namers import FsNamerConfig
     from turnout.naming import Path, Ok, Neg, Leaf
+    from turnout.testing.config import build_context
 
     root = sys.argv[1]
-    namer = FsNamerConfig(root_dir=root, poll_interval_ms=20).new_namer(None)
+    namer = FsNamerConfig(root_dir=root, poll_interval_ms=20).new_namer(build_context())
 
     def routed(seen):
         return isinstance(seen[-1], Ok) and isinstance(seen[-1].value, Leaf)

@@ -27,6 +27,7 @@ from turnout.naming import (
     State,
 )
 from turnout.plugin_manager import Plugins, load_plugins
+from turnout.testing.config import build_context
 
 P = Path.read
 
@@ -75,7 +76,7 @@ def global_namer(plugins: Plugins) -> GlobalNamer:
 
 def rewrite(pattern: str, name: str) -> RewriteNamer:
     namer = RewriteNamerConfig(prefix=P("/rw"), pattern=PathMatcher(pattern), name=name).new_namer(
-        None
+        build_context()
     )
     assert isinstance(namer, RewriteNamer)
     return namer
@@ -172,7 +173,7 @@ def test_rewrite_config_loads(plugins: Plugins) -> None:
     assert isinstance(namer, RewriteNamerConfig)
     assert namer.effective_prefix == P("/rw")
     assert namer.pattern == PathMatcher("/{service}/api")
-    assert namer.new_namer(None).lookup(P("/web/api")).value == Ok(Leaf(P("/srv/web")))
+    assert namer.new_namer(build_context()).lookup(P("/web/api")).value == Ok(Leaf(P("/srv/web")))
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ from turnout.naming import (
 from turnout.naming.render import delegate_text
 from turnout.naming.transformer import TransformingInterpreter, TransformingNamer
 from turnout.plugin_manager import Plugins, load_plugins
+from turnout.testing.config import build_context
 
 P = Path.read
 
@@ -96,7 +97,7 @@ def A(host: str, port: int) -> Address:
 
 def interpreter(namer: Namer, *transformers: Any) -> TransformingInterpreter:
     base = ConfiguredNamersInterpreter([(P("/static"), namer)], GlobalNamer())
-    return TransformingInterpreter(base, [t.new_transformer(None) for t in transformers])
+    return TransformingInterpreter(base, [t.new_transformer(build_context()) for t in transformers])
 
 
 DTAB = Dtab.read("/svc => /#/static")
@@ -200,7 +201,7 @@ def test_specific_host_keeps_that_host_and_empty_is_neg() -> None:
 
 
 def test_specific_host_by_name_is_resolved() -> None:
-    t = SpecificHostTransformerConfig(host="localhost").new_transformer(None)
+    t = SpecificHostTransformerConfig(host="localhost").new_transformer(build_context())
     assert isinstance(t, HostFilter)
     assert t.keeps(A("127.0.0.1", 1)) or t.keeps(A("::1", 1))
     assert t.keeps(A("localhost", 1))
@@ -208,7 +209,7 @@ def test_specific_host_by_name_is_resolved() -> None:
 
 
 def test_localhost_keeps_loopback_and_this_hosts_addresses() -> None:
-    t = LocalhostTransformerConfig().new_transformer(None)
+    t = LocalhostTransformerConfig().new_transformer(build_context())
     assert isinstance(t, HostFilter)
     assert t.keeps(A("127.0.0.1", 80)) and t.keeps(A("127.0.0.2", 80)) and t.keeps(A("::1", 80))
     assert not t.keeps(A("192.0.2.7", 80))  # TEST-NET-1: never local
@@ -268,7 +269,9 @@ def test_prefix_option_changes_the_id() -> None:
 
 def test_namer_transformers_apply_to_bound_results_only() -> None:
     namer = StaticNamer(web=[A("10.0.0.1", 80)])
-    wrapped = TransformingNamer(namer, [PortTransformerConfig(port=7).new_transformer(None)])
+    wrapped = TransformingNamer(
+        namer, [PortTransformerConfig(port=7).new_transformer(build_context())]
+    )
     assert wrapped.lookup(P("/web")) is wrapped.lookup(P("/web"))  # cached per path
     bound = only_leaf(wrapped.lookup(P("/web")).value)
     assert bound.id == P("/%/io.l5d.port/7/#/static/web")
@@ -384,3 +387,14 @@ def test_config_errors_are_located(
         load_text(text + "\n", registry=plugins.registry)
     assert message in str(info.value)
     assert [p.line for p in info.value.problems] == [line], str(info.value)
+
+
+def test_hosts_written_as_ipv4_shorthand_are_ips() -> None:
+    """Linkerd's own io.l5d.fs files write ``127.1``: the host filters must read it as the IP
+    getaddrinfo makes of it, and still tell names apart."""
+    from turnout.builtin.transformers import _ip
+
+    assert str(_ip("127.1")) == "127.0.0.1"
+    assert str(_ip("10.1.2")) == "10.1.0.2"
+    assert str(_ip("[::ffff:127.0.0.1]")) == "127.0.0.1"
+    assert _ip("localhost") is None and _ip("deadbeef") is None and _ip("") is None

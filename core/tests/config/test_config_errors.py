@@ -481,3 +481,19 @@ def test_problem_in_a_list_of_plugin_objects_names_the_index(problems):
     [problem] = problems(text)
     assert (problem.line, problem.column, problem.path) == (6, 19, "namers[1].pollIntervalMs")
     assert problem.message == "must be between 10 and 60000, got 1"
+
+
+def test_an_unsupported_key_warns_only_for_values_turnout_does_not_honour(registry) -> None:
+    """``failFast: false`` (Linkerd's default, what turnout does) loads quietly; ``true``
+    warns."""
+    from turnout.config import load_text as load
+
+    def warnings(value: str) -> list[str]:
+        text = (
+            "routers:\n- protocol: http\n  servers: [{port: 0}]\n"
+            f"  client: {{kind: io.l5d.global, failFast: {value}}}\n"
+        )
+        return [w.message for w in load(text, "l5d.yaml", registry=registry, environ={}).warnings]
+
+    assert warnings("false") == []
+    assert warnings("true") == ["failFast: true is not implemented yet; ignored"]

@@ -41,6 +41,7 @@ from turnout.naming.render import (
     delegate_text,
     describe_addr,
 )
+from turnout.testing.config import build_context
 
 P = Path.read
 
@@ -91,7 +92,7 @@ EXAMPLE = (
 def fs_interpreter(root: FsPath) -> ConfiguredNamersInterpreter:
     config = FsNamerConfig(root_dir=str(root))
     return ConfiguredNamersInterpreter(
-        [(config.effective_prefix, config.new_namer(None))], GlobalNamer()
+        [(config.effective_prefix, config.new_namer(build_context()))], GlobalNamer()
     )
 
 

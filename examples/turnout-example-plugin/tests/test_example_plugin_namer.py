@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from turnout.config import NamerConfig
-from turnout.naming import (
-    AddrBound,
-    Address,
-    ConfiguredNamersInterpreter,
-    Dtab,
-    GlobalNamer,
-    Leaf,
-    NameBound,
-    Neg,
-    Ok,
-    Path,
-)
-from turnout.testing.config import plugin_registry, read_entry
+from turnout.api import AddrBound, Address, Leaf, NameBound, NamerConfig, Neg, Path
+from turnout.testing.config import bind_name, build_context, plugin_registry, read_entry
 from turnout_example_plugin import plugin
 from turnout_example_plugin.namer import StaticNamer, StaticNamerConfig
 
@@ -42,17 +30,7 @@ def read_namer(registry, text: str):
 
 def bind(config: StaticNamerConfig, dtab: str, path: str):
     """Bind ``path`` as a router with ``dtab`` and this namer would; returns the bound tree."""
-    interpreter = ConfiguredNamersInterpreter(
-        [(config.effective_prefix, config.new_namer(None))], GlobalNamer()
-    )
-    activity = interpreter.bind(Dtab.read(dtab), Path.read(path))
-    observation = activity.observe(lambda _: None)  # a router observes what it binds
-    try:
-        state = activity.value
-    finally:
-        observation.close()
-    assert isinstance(state, Ok), state
-    return state.value
+    return bind_name(dtab, path, config)
 
 
 # -- registration ----------------------------------------------------------------------------
@@ -84,7 +62,9 @@ def test_prefix_can_be_changed(registry):
 def test_a_bad_address_is_reported_where_it_is_written(registry):
     _, problems = read_namer(registry, 'kind: com.example.static\nservices:\n  web: ["a:1", "b"]\n')
     assert [(p.line, p.column, p.path) for p in problems] == [(3, 16, "services.web[1]")]
-    assert problems[0].message == "expected 'host:port' with a port from 1 to 65535, got 'b'"
+    assert (
+        problems[0].message == "expected 'host:port' or '[ipv6]:port', got 'b': the port is missing"
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,13 +123,13 @@ def test_neg_falls_through_to_the_next_alternative(registry):
 
 
 def test_same_activity_for_the_same_path():
-    namer = StaticNamerConfig(services={"web": ["10.0.0.1:8080"]}).new_namer(None)
+    namer = StaticNamerConfig(services={"web": ["10.0.0.1:8080"]}).new_namer(build_context())
     assert namer.lookup(Path.read("/web/x")) is namer.lookup(Path.read("/web/x"))
     assert namer.lookup(Path.read("/web/x")) is not namer.lookup(Path.read("/web/y"))
 
 
 def test_address_updates_reach_existing_bindings():
-    namer = StaticNamerConfig(services={"web": ["10.0.0.1:8080"]}).new_namer(None)
+    namer = StaticNamerConfig(services={"web": ["10.0.0.1:8080"]}).new_namer(build_context())
     assert isinstance(namer, StaticNamer)
     bound = namer.lookup(Path.read("/web")).value.value.value  # Ok → Leaf → NameBound
     seen = []
@@ -161,7 +141,7 @@ def test_address_updates_reach_existing_bindings():
 
 def test_admin_views(registry):
     config, _ = read_namer(registry, CONFIG)
-    namer = config.new_namer(None)
+    namer = config.new_namer(build_context())
     assert [str(p) for p in namer.bound_names()] == [
         "/#/com.example.static/api",
         "/#/com.example.static/idle",

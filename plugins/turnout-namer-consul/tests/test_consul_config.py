@@ -12,6 +12,7 @@ from turnout.config.schema import INVALID, Validator
 from turnout.config.source import read_text
 from turnout.naming import Path
 from turnout.plugin_manager import load_plugins
+from turnout.testing.config import build_context
 from turnout_namer_consul import plugin
 from turnout_namer_consul.config import ConsulNamerConfig
 from turnout_namer_consul.namer import ConsulNamer
@@ -76,7 +77,7 @@ def test_every_option(registry):
         """,
     )
     assert problems == [] and warnings == []
-    namer = config.new_namer(None)
+    namer = config.new_namer(build_context())
     assert isinstance(namer, ConsulNamer)
     assert str(namer.id_prefix) == "/#/consul"
     assert (namer.host, namer.port, namer.include_tag, namer.use_health_check) == (
@@ -115,7 +116,7 @@ def test_streaming_is_accepted_with_a_warning_and_tls_without(registry):
         "ignored (responses are read whole)"
     ]
     assert config.tls.common_name == "consul.example" and not config.tls.disable_validation
-    namer = config.new_namer(None)  # the system CAs, the name consul.example
+    namer = config.new_namer(build_context())  # the system CAs, the name consul.example
     assert namer.ssl_context is not None and namer.server_hostname == "consul.example"
     assert namer.state()["tls"] == {"verify": True, "name": "consul.example"}
 

@@ -23,6 +23,7 @@ from turnout.config.source import read_text
 from turnout.errors import ConfigError, TurnoutError
 from turnout.naming import AddrBound, AddrFailed, Leaf, Ok, Path, Pending
 from turnout.plugin_manager import load_plugins
+from turnout.testing.config import build_context
 from turnout_namer_consul import plugin
 from turnout_namer_consul.config import ConsulNamerConfig
 from turnout_namer_consul.namer import ConsulNamer
@@ -63,7 +64,7 @@ def namer_from(registry: Any, port: int, **tls: Any) -> ConsulNamer:
         registry, tls_yaml(**tls) + f"port: {port}\nblockingWaitMs: 10000\n"
     )
     assert problems == [] and config is not None, problems
-    namer = config.new_namer(None)
+    namer = config.new_namer(build_context())
     assert isinstance(namer, ConsulNamer)
     namer.backoff = lambda: iter(lambda: 0.05, None)
     return namer
@@ -443,7 +444,7 @@ def test_new_namer_reports_a_file_gone_since_the_check(registry, pki, tmp_path):
     assert problems == []
     ca.unlink()
     with pytest.raises(TurnoutError, match=r"io.l5d.consul namer: tls.trustCerts\[0\]: .*does not"):
-        config.new_namer(None)
+        config.new_namer(build_context())
 
 
 def test_relative_paths_name_the_working_directory(registry, pki, tmp_path, monkeypatch):

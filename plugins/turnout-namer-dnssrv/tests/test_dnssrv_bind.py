@@ -27,6 +27,7 @@ from turnout.naming import (
     Pending,
 )
 from turnout.naming.inet import default_resolver
+from turnout.testing.config import build_context
 from turnout_namer_dnssrv.client import DnsClient, DnsError
 from turnout_namer_dnssrv.config import DnsSrvNamerConfig
 from turnout_namer_dnssrv.inet import DnsInetLookup, install
@@ -420,7 +421,7 @@ def test_resolve_inet_installs_on_the_default_resolver_until_close(web):
 
     async def main():
         config = DnsSrvNamerConfig(experimental=True, dns_hosts=[web.address], resolve_inet=True)
-        namer = config.new_namer(None)
+        namer = config.new_namer(build_context())
         try:
             assert isinstance(resolver.lookup, DnsInetLookup) and namer.state()["resolveInet"]
             hosts, ttl = await resolver.lookup("host.svc.test")

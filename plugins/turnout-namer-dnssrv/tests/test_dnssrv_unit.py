@@ -11,6 +11,7 @@ import pytest
 from turnout.naming import Address, Path
 from turnout.naming.addr import WEIGHT_KEY
 from turnout.naming.inet import InetResolver
+from turnout.testing.config import build_context
 from turnout_namer_dnssrv.client import DnsClient, gather
 from turnout_namer_dnssrv.config import parse_dns_host
 from turnout_namer_dnssrv.inet import DnsInetLookup, install, is_localhost
@@ -88,7 +89,7 @@ def test_the_domain_option_sets_the_origin():
     from turnout_namer_dnssrv.config import DnsSrvNamerConfig
 
     config = DnsSrvNamerConfig(experimental=True, domain="srv.example.org")
-    n = config.new_namer(None)
+    n = config.new_namer(build_context())
     assert n.key_of(Path.read("/web"))[0] == N("web.srv.example.org.")
 
 

@@ -8,7 +8,7 @@ import pytest
 from turnout.config import NamerConfig
 from turnout.errors import TurnoutError
 from turnout.metrics import MetricsTree
-from turnout.testing.config import plugin_registry, read_entry
+from turnout.testing.config import build_context, plugin_registry, read_entry
 from turnout_namer_k8s import plugin
 from turnout_namer_k8s.config import K8sNamerConfig, K8sNsNamerConfig
 from turnout_namer_k8s.namer import K8sNamer, K8sNsNamer
@@ -78,12 +78,7 @@ def test_bad_configs_are_refused(registry, text, where):
 
 def test_new_namer(monkeypatch):
     metrics = MetricsTree()
-
-    class Ctx:
-        pass
-
-    ctx = Ctx()
-    ctx.metrics = metrics  # type: ignore[attr-defined]
+    ctx = build_context(metrics=metrics)
     namer = K8sNamerConfig(host="127.0.0.1", port=8009, label_selector="v").new_namer(ctx)
     assert isinstance(namer, K8sNamer) and not isinstance(namer, K8sNsNamer)
     assert (namer.host, namer.port, namer.label_selector, namer.namespace) == (
@@ -96,7 +91,7 @@ def test_new_namer(monkeypatch):
     assert "namer/#/io.l5d.k8s/watches" in metrics.flat()
 
     monkeypatch.setenv("POD_NAMESPACE", "prod")
-    ns_namer = K8sNsNamerConfig().new_namer(None)
+    ns_namer = K8sNsNamerConfig().new_namer(build_context())
     assert isinstance(ns_namer, K8sNsNamer) and ns_namer.namespace == "prod"
     assert ns_namer.kind == "io.l5d.k8s.ns"
     assert str(ns_namer.id_prefix) == "/#/io.l5d.k8s.ns"
@@ -111,4 +106,4 @@ def test_io_l5d_k8s_ns_needs_its_environment_variable(monkeypatch, value):
     else:
         monkeypatch.setenv("MY_NS", value)
     with pytest.raises(TurnoutError, match="MY_NS"):
-        K8sNsNamerConfig(env_var="MY_NS").new_namer(None)
+        K8sNsNamerConfig(env_var="MY_NS").new_namer(build_context())

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from turnout.errors import TurnoutError
 from turnout.naming import Addr, AddrBound, Address, AddrNeg, Leaf, NameBound, Ok, Path, Var
+from turnout.testing.config import build_context
 from turnout_namer_k8s.model import NODE_NAME_KEY
 from turnout_namer_k8s.testing import KubeApiDouble, endpoint_subset
 from turnout_namer_k8s.transformers import (
@@ -40,7 +41,7 @@ def hostports(addr: Addr) -> set[str]:
 
 def test_localnode_keeps_the_pods_of_this_nodes_subnet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POD_IP", "10.1.2.3")
-    t = LocalNodeTransformerConfig().new_transformer(None)
+    t = LocalNodeTransformerConfig().new_transformer(build_context())
     tree, var = leaf(Address("10.1.2.9", 80), Address("10.1.3.9", 80))
     bound = transformed(t, tree)
     assert bound.id == P("/%/io.l5d.k8s.localnode/10.1.2.3") + ID
@@ -56,7 +57,7 @@ def test_localnode_with_host_network_matches_the_node_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "node-a")
-    t = LocalNodeTransformerConfig(host_network=True).new_transformer(None)
+    t = LocalNodeTransformerConfig(host_network=True).new_transformer(build_context())
     here = Address("10.0.0.1", 80, {NODE_NAME_KEY: "node-a"})
     tree, _ = leaf(here, Address("10.0.0.2", 80, {NODE_NAME_KEY: "node-b"}))
     bound = transformed(t, tree)
@@ -68,9 +69,9 @@ def test_localnode_needs_its_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("POD_IP", raising=False)
     monkeypatch.delenv("NODE_NAME", raising=False)
     with pytest.raises(TurnoutError, match="POD_IP"):
-        LocalNodeTransformerConfig().new_transformer(None)
+        LocalNodeTransformerConfig().new_transformer(build_context())
     with pytest.raises(TurnoutError, match="NODE_NAME"):
-        LocalNodeTransformerConfig(host_network=True).new_transformer(None)
+        LocalNodeTransformerConfig(host_network=True).new_transformer(build_context())
 
 
 def test_daemonset_sends_to_the_daemonset_pod_on_the_same_node(kube: KubeApiDouble) -> None:
@@ -86,7 +87,7 @@ def test_daemonset_sends_to_the_daemonset_pod_on_the_same_node(kube: KubeApiDoub
     )
 
     async def run() -> None:
-        t = cfg.new_transformer(None)
+        t = cfg.new_transformer(build_context())
         try:
             tree, var = leaf(Address("10.1.2.5", 8080), Address("10.1.9.9", 8080))
             bound = transformed(t, tree)

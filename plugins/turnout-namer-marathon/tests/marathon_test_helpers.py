@@ -12,6 +12,7 @@ from typing import Any
 
 from turnout.metrics import MetricsTree
 from turnout.naming import AddrBound, Leaf, NameBound, Ok, Path
+from turnout.testing.config import build_context
 from turnout_namer_marathon.config import MarathonConfig
 from turnout_namer_marathon.namer import MarathonNamer
 
@@ -34,22 +35,15 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 15.0) -> Any
         await asyncio.sleep(0.02)
 
 
-class Ctx:
-    """The part of turnout's BuildContext a namer uses."""
-
-    def __init__(self) -> None:
-        self.metrics = MetricsTree()
-
-
 def make_namer(
     port: int, *, environ: Mapping[str, str] | None = None, **options: Any
 ) -> tuple[MarathonNamer, MetricsTree]:
     """An io.l5d.marathon namer on the double at ``port`` (ttl 100 ms unless given)."""
     options.setdefault("ttl_ms", 100)
     options.setdefault("jitter_ms", 10)
-    ctx = Ctx()
+    ctx = build_context()
     config = MarathonConfig(host="127.0.0.1", port=port, **options)
-    return config.new_namer(ctx, environ=environ or {}), ctx.metrics  # type: ignore[arg-type]
+    return config.new_namer_with(ctx, environ or {}), ctx.metrics
 
 
 def bound_of(state: Any) -> NameBound | None:

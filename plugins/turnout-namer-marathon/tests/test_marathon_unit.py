@@ -10,7 +10,7 @@ import pytest
 from marathon_test_helpers import path, rsa_key_pair
 from turnout.config import NamerConfig
 from turnout.naming import Address, Path
-from turnout.testing.config import plugin_registry, read_entry
+from turnout.testing.config import build_context, plugin_registry, read_entry
 from turnout_namer_marathon import plugin
 from turnout_namer_marathon.api import (
     MarathonError,
@@ -124,25 +124,25 @@ def test_dst_and_uri_prefix_forms():
 
 
 def test_dst_decides_where_to_connect_and_host_stays_the_host_header():
-    namer = MarathonConfig(host="marathon.mesos", dst="/$/inet/127.0.0.1/8080").new_namer(
-        None, environ={}
+    namer = MarathonConfig(host="marathon.mesos", dst="/$/inet/127.0.0.1/8080").new_namer_with(
+        build_context(), environ={}
     )
     assert namer.api.base_url == "http://127.0.0.1:8080"
     assert namer.api.host_header == "marathon.mesos"
-    plain = MarathonConfig(host="10.1.2.3", port=81, uri_prefix="marathon").new_namer(
-        None, environ={}
+    plain = MarathonConfig(host="10.1.2.3", port=81, uri_prefix="marathon").new_namer_with(
+        build_context(), environ={}
     )
     assert plain.api.base_url == "http://10.1.2.3:81" and plain.api.host_header is None
     assert plain.api.api_prefix == "/marathon/v2"
 
 
 def test_poll_interval_is_ttl_plus_or_minus_jitter():
-    namer = MarathonConfig(ttl_ms=1000, jitter_ms=100).new_namer(None, environ={})
+    namer = MarathonConfig(ttl_ms=1000, jitter_ms=100).new_namer_with(build_context(), environ={})
     namer.rng = random.Random(7)
     waits = [namer.next_ttl() for _ in range(500)]
     assert all(0.9 <= w <= 1.1 for w in waits)
     assert min(waits) < 0.92 and max(waits) > 1.08  # the jitter is used in both directions
-    tight = MarathonConfig(ttl_ms=10, jitter_ms=50).new_namer(None, environ={})
+    tight = MarathonConfig(ttl_ms=10, jitter_ms=50).new_namer_with(build_context(), environ={})
     assert all(tight.next_ttl() >= 0.001 for _ in range(100))
 
 
@@ -184,7 +184,7 @@ def test_app_ids_are_lower_cased_paths():
 
 
 def test_key_of_uses_the_known_app_list():
-    namer = MarathonConfig().new_namer(None, environ={})
+    namer = MarathonConfig().new_namer_with(build_context(), environ={})
     assert namer.key_of(path("/web")) is None  # the list is not known yet
     namer.apps.var.update(APPS)
     assert namer.key_of(path("/prod/api/v2/x")) == (Path.read("/prod/api"), 2)
@@ -346,7 +346,7 @@ def test_bad_service_account_secrets_are_refused(secret, message):
 
 
 def test_state_shows_the_kind_of_credentials_never_the_secret():
-    namer = MarathonConfig().new_namer(None, environ={BASIC_ENV: "user:secret"})
+    namer = MarathonConfig().new_namer_with(build_context(), environ={BASIC_ENV: "user:secret"})
     assert isinstance(namer, MarathonNamer)
     shown = json.dumps(namer.state())
     assert '"auth": {"kind": "basic"}' in shown and "secret" not in shown

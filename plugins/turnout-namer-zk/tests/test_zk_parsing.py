@@ -9,7 +9,7 @@ import logging
 import pytest
 from turnout.config import NamerConfig
 from turnout.naming import AddrBound, Address, AddrNeg, Path
-from turnout.testing.config import plugin_registry, read_entry
+from turnout.testing.config import build_context, plugin_registry, read_entry
 from turnout_namer_zk import plugin
 from turnout_namer_zk.config import ServersetsConfig, ZkAddrConfig, ZkLeaderConfig
 from turnout_namer_zk.namer import ServersetsNamer, ZkLeaderNamer
@@ -271,7 +271,7 @@ def test_zk_leader_config_and_prefix(registry):
     assert isinstance(config, ZkLeaderConfig)
     assert config.effective_prefix == Path.read("/leader")
     assert config.connect_string == "[::1]:2182"
-    namer = config.new_namer(None)
+    namer = config.new_namer(build_context())
     assert isinstance(namer, ZkLeaderNamer)
     assert namer.id_prefix == Path.read("/#/leader")
     assert namer.zk.hosts == "[::1]:2182"

@@ -64,7 +64,7 @@ with _instrument:
     from turnout.config import load_text
     from turnout.linker import Linker
     from turnout.plugin_manager import load_plugins
-    from turnout_protocol_http import proxy, runtime, wire  # noqa: F401
+    from turnout_protocol_http import downstream, runtime, upstream, wire  # noqa: F401
 
 SEEDS = Path(__file__).parent / "corpus"
 SLOW_MS = float(os.environ.get("TURNOUT_FUZZ_SLOW_MS", "50"))
@@ -561,7 +561,7 @@ class Harness:
 
         async def connect(pool: Any) -> Any:  # Pool.connect, to a fake backend
             try:
-                up = proxy.UpstreamProtocol(pool)
+                up = upstream.UpstreamProtocol(pool)
                 conn = BackendConnection(harness, up)
                 harness.backends.append(conn)
                 up.connection_made(conn)
@@ -570,7 +570,7 @@ class Harness:
             pool.open.add(up)
             return up
 
-        proxy.Pool.connect = connect  # type: ignore[method-assign]
+        upstream.Pool.connect = connect  # type: ignore[method-assign]
         dispatch = router.dispatch
 
         def recording_dispatch(ex: Any) -> None:
@@ -645,7 +645,7 @@ class Harness:
         self.methods = []
         self.errors.clear()
         self.elapsed = 0.0
-        protocol = self.protocol = proxy.ServerProtocol(self.router, self.server)
+        protocol = self.protocol = downstream.ServerProtocol(self.router, self.server)
         self.client.protocol = protocol
         self.call(protocol.connection_made, self.client)
         for chunk in plan.reads:

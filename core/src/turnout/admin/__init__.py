@@ -17,30 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..admin_routes import AdminRoute
+from ..admin_routes import AdminRoute, category
 from ..errors import BindingError, ParseError, TurnoutError
-from ..naming import ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
+from ..naming import Address, ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
 from .ui import ui_routes
 
 if TYPE_CHECKING:
+    # the linker builds the admin server (importing this module when it starts): its type only
     from ..linker import Linker
 
 log = logging.getLogger("turnout.admin")
-
-_UI = re.compile(
-    r"^(/|/files/.*|/admin/files/.*|/config\.json|/metrics\.json|/admin/metrics\.json|"
-    r"/admin/metrics|/delegator|/delegator\.json|/logging|/help)$"
-)
-_CONTROL = re.compile(r"^(/admin/shutdown|/logging\.json)$")
-
-
-def category(path: str) -> str:
-    """Linkerd's admin security category of a path: ``ui``, ``control`` or ``diagnostics``."""
-    if _UI.match(path):
-        return "ui"
-    if _CONTROL.match(path):
-        return "control"
-    return "diagnostics"
 
 
 def _json(data: Any, status: int = 200, pretty: bool = False) -> web.Response:
@@ -116,9 +102,7 @@ class AdminServer:
             ssl_context=ssl_context,
         )
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self.runner.addresses[0][1]  # (host, port[, flow, scope]) of its socket
 
     async def close(self) -> None:
         if self.runner is not None:
@@ -158,7 +142,10 @@ class AdminServer:
         host = request.host.lower()
         if origin.lower() != f"http://{host}":
             return f"origin {origin} is not this admin server (http://{host})"
-        name = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+        try:  # the Host header: host, host:port, [v6] or [v6]:port
+            name = Address.parse(host, default_port=80).host
+        except ValueError:
+            return f"the admin was reached as {host!r}, which is not a host name"
         if name not in self._own_names and not _ip_literal(name):
             return f"the admin was reached as {name!r}, a name that is not this machine's"
         return None

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..admin_routes import AdminRoute
+from ..admin_routes import AdminRoute, category
 
 if TYPE_CHECKING:
+    # the admin server builds these routes and imports this module: its type only, here
     from . import AdminServer
 
 STATIC = Path(__file__).with_name("static")
@@ -190,8 +191,6 @@ class UI:
         check = getattr(self.admin, "allowed", None)
         if callable(check):
             return bool(check(path))
-        from . import category  # here: the admin package imports this module first
-
         declared = {r.path: r.category for r in self.admin.routes}
         sec = self.admin.config.security
         enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..config.model import (
     BackoffConfig,
-    ConstantBackoffConfig,
     FailureAccrualConfig,
-    JitteredBackoffConfig,
     LoadBalancerConfig,
 )
 from ..config.schema import option
+from ..context import BuildContext
 from ..hookspecs import hookimpl
 from ..router.accrual import (
     ConsecutiveFailures,
@@ -21,19 +22,13 @@ from ..router.accrual import (
 from ..router.backoff import (
     DEFAULT_ACCRUAL_BACKOFF,
     Backoff,
-    constant_backoff,
-    decorrelated_jittered_backoff,
 )
 from ..router.balancers import P2C, Aperture, Balancer, LeastLoaded, P2CPeakEwma, RoundRobin
 
 
 def backoff_from(config: BackoffConfig | None, default: Backoff) -> Backoff:
     """The backoff stream a ``backoff:`` object describes (``default`` when absent)."""
-    if isinstance(config, ConstantBackoffConfig):
-        return constant_backoff(config.ms / 1000)
-    if isinstance(config, JitteredBackoffConfig):
-        return decorrelated_jittered_backoff(config.min_ms / 1000, config.max_ms / 1000)
-    return default
+    return config.new_backoff() if config is not None else default
 
 
 # -- load balancers -----------------------------------------------------------------------------
@@ -46,7 +41,7 @@ class P2CConfig(LoadBalancerConfig):
     kind = "p2c"
     max_effort: int = option(5, min=1, doc="Tries to find an available endpoint.")
 
-    def new_balancer(self, ctx: object = None) -> Balancer:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Balancer:
         return P2C(self.max_effort)
 
 
@@ -58,7 +53,7 @@ class EwmaConfig(LoadBalancerConfig):
     decay_time_ms: int = option(10_000, min=1, doc="How fast a latency peak is forgotten.")
     max_effort: int = option(5, min=1, doc="Tries to find an available endpoint.")
 
-    def new_balancer(self, ctx: object = None) -> Balancer:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Balancer:
         return P2CPeakEwma(self.decay_time_ms / 1000, self.max_effort)
 
 
@@ -72,11 +67,11 @@ class ApertureConfig(LoadBalancerConfig):
     min_aperture: int = option(1, min=1, doc="Smallest aperture.")
     max_effort: int = option(5, min=1, doc="Tries to find an available endpoint.")
 
-    def check(self):  # type: ignore[no-untyped-def]
+    def check(self) -> Iterable[tuple[str, str]]:
         if self.low_load > self.high_load:
             yield "lowLoad", f"must not exceed highLoad ({self.high_load}), got {self.low_load}"
 
-    def new_balancer(self, ctx: object = None) -> Balancer:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Balancer:
         return Aperture(
             self.smooth_window_ms / 1000,
             self.low_load,
@@ -91,7 +86,7 @@ class HeapConfig(LoadBalancerConfig):
 
     kind = "heap"
 
-    def new_balancer(self, ctx: object = None) -> Balancer:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Balancer:
         return LeastLoaded()
 
 
@@ -101,7 +96,7 @@ class RoundRobinConfig(LoadBalancerConfig):
     kind = "roundRobin"
     max_effort: int = option(5, min=1, doc="Tries to find an available endpoint.")
 
-    def new_balancer(self, ctx: object = None) -> Balancer:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Balancer:
         return RoundRobin(self.max_effort)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config.model import InterpreterConfig
 from ..config.schema import option
+from ..context import BuildContext
 from ..hookspecs import hookimpl
 from ..naming import (
     Activity,
@@ -22,9 +23,6 @@ from ..naming import (
     derive_activity,
 )
 from .watch import NOT_READ, PollingWatcher
-
-if TYPE_CHECKING:
-    from ..linker import BuildContext
 
 log = logging.getLogger("turnout.interpreter")
 

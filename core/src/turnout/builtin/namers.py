@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config.model import NamerConfig
 from ..config.schema import option
+from ..context import BuildContext
 from ..hookspecs import hookimpl
 from ..metrics import MetricsTree
 from ..naming import (
@@ -35,10 +36,6 @@ from ..naming import (
 from ..naming.addr import WEIGHT_KEY
 from ..naming.namer import Name
 from .watch import NOT_READ, FileContent, PollingWatcher, list_dir
-
-if TYPE_CHECKING:
-    from ..linker import BuildContext
-
 
 # ---------------------------------------------------------------------------------------------
 # io.l5d.fs
@@ -72,7 +69,7 @@ class FsNamerConfig(NamerConfig):
             PollingWatcher(
                 self.poll_interval_ms / 1000, name=f"{self.kind} namer {self.effective_prefix}"
             ),
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )
 
 

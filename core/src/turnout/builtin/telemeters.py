@@ -12,20 +12,17 @@ import json
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
 from ..admin_routes import AdminRoute
 from ..config.model import TelemeterConfig
 from ..config.schema import option
+from ..context import BuildContext
 from ..hookspecs import hookimpl
 from ..telemetry import Telemeter
 from ..tracing import Span, Tracer
-
-if TYPE_CHECKING:
-    from ..linker import BuildContext
-
 
 # -- io.l5d.recentRequests ----------------------------------------------------------------------
 

@@ -10,10 +10,11 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config.model import TransformerConfig
 from ..config.schema import option
+from ..context import BuildContext
 from ..hookspecs import hookimpl
 from ..naming import (
     Activity,
@@ -27,10 +28,7 @@ from ..naming.addr import Addr, AddrBound, Address, AddrNeg
 from ..naming.delegate import NOP, DNode
 from ..naming.namer import NameBound
 from ..naming.transformer import AddrTransformer, NameTreeTransformer, dnode_of, replace_leaves
-from ..naming.var import Ok
-
-if TYPE_CHECKING:
-    from ..linker import BuildContext
+from ..naming.var import Ok, not_ok
 
 log = logging.getLogger("turnout.transformer")
 
@@ -38,10 +36,19 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _ip(host: str) -> IP | None:
+    text = host.strip("[]").split("%")[0]
+    ip: IP
     try:
-        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return None
+        # the IPv4 shorthands getaddrinfo and Java accept ("127.1", as Linkerd's own
+        # examples write endpoints), which ipaddress refuses
+        if not text or not all(c.isdigit() or c in ".xXabcdefABCDEF" for c in text):
+            return None
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
@@ -136,7 +143,7 @@ class ReplaceTransformer(NameTreeTransformer):
             return super().transform_delegate(node)
         state = self.replacement()
         if not isinstance(state, Ok):
-            return state
+            return not_ok(state)
         inner = dnode_of(self.path, state.value)
         return Ok(DNode("transformation", node.path, NOP, ((None, inner),), name=self.name))
 
@@ -188,7 +195,7 @@ class LocalhostTransformerConfig(TransformerConfig):
 
     kind = "io.l5d.localhost"
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         ips, names = local_addresses()
         return HostFilter(self.effective_prefix, str(self.kind), ips, names, loopback=True)
 
@@ -203,7 +210,7 @@ class SpecificHostTransformerConfig(TransformerConfig):
         if not self.host.strip():
             yield "host", "must not be empty"
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         ip = _ip(self.host)
         ips: set[IP] = {ip} if ip is not None else set()
         if ip is None:
@@ -226,18 +233,14 @@ class PortTransformerConfig(TransformerConfig):
     def default_prefix(self) -> Path:
         return Path.of(str(self.kind), str(self.port))
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         return PortTransformer(self.effective_prefix, str(self.kind), self.port)
 
 
-def _binder(ctx: BuildContext | None) -> ConfiguredNamersInterpreter:
-    from ..naming import GlobalNamer
-
-    if ctx is None:
-        return ConfiguredNamersInterpreter([], GlobalNamer())
+def _binder(ctx: BuildContext) -> ConfiguredNamersInterpreter:
     # (ctx.namers is the linker's list: namers configured later are in it when binding runs)
     binder = ConfiguredNamersInterpreter([], ctx.global_namer)
-    binder.namers = _HashedNamers(ctx.namers)  # type: ignore[assignment]
+    binder.namers = _HashedNamers(ctx.namers)  # type: ignore[assignment]  # iterates like a list
     return binder
 
 
@@ -259,7 +262,7 @@ class ReplaceTransformerConfig(TransformerConfig):
     kind = "io.l5d.replace"
     path: Path = option(doc="Bound names are replaced with this path, bound with an empty dtab.")
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         return ReplaceTransformer(self.effective_prefix, str(self.kind), self.path, _binder(ctx))
 
 
@@ -269,7 +272,7 @@ class ConstTransformerConfig(TransformerConfig):
     kind = "io.l5d.const"
     path: Path = option(doc="The path every name binds to, bound with an empty dtab.")
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         binder = _binder(ctx)
         return ReplaceTransformer(
             self.effective_prefix, str(self.kind), self.path, binder, const=True

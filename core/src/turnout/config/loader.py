@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ConfigProblem
 from .model import LOOPBACK, LinkerConfig, listener_conflicts
@@ -14,6 +14,8 @@ from .schema import INVALID, KindLookup, Validator
 from .source import Source, read_text
 
 if TYPE_CHECKING:
+    # the plugin manager reads the config base classes (this package) to check what plugins
+    # register; load_config() imports it when it is called: its type only, here
     from ..plugin_manager import Plugins
 
 
@@ -95,15 +97,16 @@ def _raw_conflicts(source: Source, registry: KindLookup) -> list[ConfigProblem]:
     data = source.data
     if not isinstance(data, dict) or not isinstance(data.get("routers"), list):
         return []
-    admin = data.get("admin") if isinstance(data.get("admin"), dict) else {}
+    admin = _dict(data.get("admin"))
     admin_listener = (_str(admin.get("ip"), LOOPBACK), _int(admin.get("port"), 9990))
     routers: list[tuple[str, list[tuple[str, int]]]] = []
-    for raw in data["routers"]:
-        raw = raw if isinstance(raw, dict) else {}
+    for item in data["routers"]:
+        raw = _dict(item)
         protocol = _str(raw.get("protocol"), "?")
         cls = registry.config_class("router", protocol)
         default_port = getattr(cls, "default_port", 0)
-        servers = raw.get("servers") if isinstance(raw.get("servers"), list) else []
+        servers = raw.get("servers")
+        servers = servers if isinstance(servers, list) else []
         listeners = [
             (_str(s.get("ip"), LOOPBACK), _int(s.get("port"), default_port))
             if isinstance(s, dict) and ("port" not in s or _is_int(s["port"]))
@@ -114,6 +117,10 @@ def _raw_conflicts(source: Source, registry: KindLookup) -> list[ConfigProblem]:
     return [
         source.problem(loc, message) for loc, message in listener_conflicts(admin_listener, routers)
     ]
+
+
+def _dict(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _str(value: object, default: str) -> str:

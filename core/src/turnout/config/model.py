@@ -7,16 +7,16 @@ as Linkerd's ``NamerConfig`` holds ``prefix`` and ``experimental``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
 
-from ..naming import Dtab, NameTree, Path, PathMatcher
-from .schema import ConfigObject, option
+from ..announcer import Announcer
+from ..context import BuildContext, RouterRuntime
+from ..naming import Dtab, NameInterpreter, Namer, NameTree, Path, PathMatcher
+from ..naming.transformer import NameTreeTransformer
+from ..telemetry import Telemeter
+from .schema import ConfigObject, RegisteredDefault, option
 from .source import Loc
-
-if TYPE_CHECKING:
-    from ..linker import BuildContext
-    from ..naming.namer import Namer
 
 LOOPBACK = "127.0.0.1"
 _LATER = "not implemented yet; ignored"
@@ -59,8 +59,8 @@ class InterpreterConfig(ConfigObject):
         default_factory=list, doc="Transformers applied to every bound address set."
     )
 
-    def new_interpreter(self, ctx: BuildContext) -> Any:
-        """Build the runtime interpreter (a :class:`turnout.naming.NameInterpreter`)."""
+    def new_interpreter(self, ctx: BuildContext) -> NameInterpreter:
+        """Build the runtime interpreter of ``ctx.router``."""
         raise NotImplementedError(f"interpreter {self.kind!r} does not implement new_interpreter()")
 
 
@@ -69,8 +69,9 @@ class IdentifierConfig(ConfigObject):
 
     family = "identifier"
 
-    def new_identifier(self, ctx: Any) -> Any:
-        """Build the runtime identifier for one router."""
+    def new_identifier(self, ctx: BuildContext) -> Any:
+        """Build the runtime identifier of ``ctx.router`` (whose ``dst_prefix`` starts the
+        names it produces); what it is depends on the protocol."""
         raise NotImplementedError(f"identifier {self.kind!r} does not implement new_identifier()")
 
 
@@ -93,8 +94,8 @@ class TransformerConfig(ConfigObject):
         """What transformed ids start with: ``/%`` and the prefix (``/%/io.l5d.localhost``)."""
         return Path.of("%") + (self.prefix if self.prefix is not None else self.default_prefix())
 
-    def new_transformer(self, ctx: BuildContext) -> Any:
-        """Build the runtime transformer (a :class:`turnout.naming.NameTreeTransformer`)."""
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
+        """Build the runtime transformer."""
         raise NotImplementedError(f"transformer {self.kind!r} does not implement new_transformer()")
 
 
@@ -104,7 +105,8 @@ class TelemeterConfig(ConfigObject):
     family = "telemeter"
     experimental: bool = option(False, doc="Required to use a kind marked experimental.")
 
-    def new_telemeter(self, ctx: BuildContext) -> Any:
+    def new_telemeter(self, ctx: BuildContext) -> Telemeter:
+        """Build the runtime telemeter."""
         raise NotImplementedError(f"telemeter {self.kind!r} does not implement new_telemeter()")
 
 
@@ -121,8 +123,8 @@ class AnnouncerConfig(ConfigObject):
         """The prefix this announcer answers under ``/#`` (``/io.l5d.serversets`` by default)."""
         return self.prefix if self.prefix is not None else Path.of(str(self.kind))
 
-    def new_announcer(self, ctx: BuildContext) -> Any:
-        """Build the runtime announcer (a :class:`turnout.announcer.Announcer`)."""
+    def new_announcer(self, ctx: BuildContext) -> Announcer:
+        """Build the runtime announcer of ``ctx.router``."""
         raise NotImplementedError(f"announcer {self.kind!r} does not implement new_announcer()")
 
 
@@ -135,7 +137,9 @@ class LoadBalancerConfig(ConfigObject):
         False, doc="Keep endpoints removed by service discovery while they stay healthy."
     )
 
-    def new_balancer(self, ctx: Any) -> Any:
+    def new_balancer(self, ctx: BuildContext | None = None) -> Any:
+        """Build a new :class:`turnout.router.Balancer` for one client. Clients are created
+        while routing, outside any build: ``ctx`` is None then."""
         raise NotImplementedError(f"load balancer {self.kind!r} does not implement new_balancer()")
 
 
@@ -144,12 +148,21 @@ class BackoffConfig(ConfigObject):
 
     family = "backoff"
 
+    def new_backoff(self) -> Callable[[], Iterator[float]]:
+        """The backoff stream (a :data:`turnout.router.backoff.Backoff`) this config describes."""
+        raise NotImplementedError(f"backoff {self.kind!r} does not implement new_backoff()")
+
 
 class ConstantBackoffConfig(BackoffConfig):
     """The same delay every time."""
 
     kind = "constant"
     ms: int = option(0, min=0, doc="Delay in milliseconds.")
+
+    def new_backoff(self) -> Callable[[], Iterator[float]]:
+        from ..router.backoff import constant_backoff
+
+        return constant_backoff(self.ms / 1000)
 
 
 class JitteredBackoffConfig(BackoffConfig):
@@ -163,6 +176,11 @@ class JitteredBackoffConfig(BackoffConfig):
         if self.max_ms < self.min_ms:
             yield "maxMs", f"must be at least minMs ({self.min_ms}), got {self.max_ms}"
 
+    def new_backoff(self) -> Callable[[], Iterator[float]]:
+        from ..router.backoff import decorrelated_jittered_backoff
+
+        return decorrelated_jittered_backoff(self.min_ms / 1000, self.max_ms / 1000)
+
 
 class FailureAccrualConfig(ConfigObject):
     """Base of ``client.failureAccrual`` configs; ``io.l5d.consecutiveFailures`` when absent."""
@@ -174,6 +192,7 @@ class FailureAccrualConfig(ConfigObject):
     )
 
     def new_policy(self) -> Any:
+        """Build a new :class:`turnout.router.FailureAccrual` for one client."""
         raise NotImplementedError(f"failure accrual {self.kind!r} does not implement new_policy()")
 
 
@@ -185,6 +204,7 @@ class ResponseClassifierConfig(ConfigObject):
     protocol: ClassVar[str | None] = None
 
     def new_classifier(self) -> Any:
+        """Build the response classifier (what it is depends on the protocol)."""
         raise NotImplementedError(f"classifier {self.kind!r} does not implement new_classifier()")
 
 
@@ -350,7 +370,10 @@ class ClientParams(ConfigObject):
         None, doc="Budget for immediate requeues of requests that were never written."
     )
     fail_fast: bool | None = option(
-        None, doc="Mark endpoints down on connect failure.", unsupported=f"failFast is {_LATER}"
+        None,
+        doc="Mark endpoints down on connect failure.",
+        unsupported=f"failFast: true is {_LATER}",
+        supported=(False,),
     )
     client_session: SessionConfig | None = option(
         None,
@@ -467,7 +490,7 @@ class RouterConfig(ConfigObject):
         default_factory=lambda: Path.of("svc"), doc="Prefix of the names identifiers produce."
     )
     interpreter: InterpreterConfig = option(
-        default_factory=lambda: _default_interpreter(), doc="How names are bound."
+        default_factory=RegisteredDefault(InterpreterConfig), doc="How names are bound."
     )
     client: ClientConfig | None = option(None, doc="Client policy per bound name.")
     service: ServiceConfig | None = option(None, doc="Service policy per logical name.")
@@ -486,15 +509,10 @@ class RouterConfig(ConfigObject):
     def server_port(self, server: ServerConfig) -> int:
         return server.port if server.port is not None else self.default_port
 
-    def new_router(self, ctx: BuildContext) -> Any:
-        """Build the runtime router (its servers and protocol client)."""
+    def new_router(self, ctx: BuildContext) -> RouterRuntime:
+        """Build the runtime router of ``ctx.router`` (its servers and protocol client), with
+        ``ctx.interpreter``."""
         raise NotImplementedError(f"protocol {self.kind!r} does not implement new_router()")
-
-
-def _default_interpreter() -> InterpreterConfig:
-    from ..builtin.interpreters import DefaultInterpreterConfig
-
-    return DefaultInterpreterConfig()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,6 +577,27 @@ class LinkerConfig(ConfigObject):
         ]
         yield from listener_conflicts((self.admin.ip, self.admin.port), routers)
         yield from unannounced_names(self.routers)
+
+    def insecure_tls_warnings(self) -> list[str]:
+        """Loud warnings about TLS options that weaken security on purpose
+        (``client.tls.disableValidation``)."""
+        out: list[str] = []
+        for router in self.routers:
+            client = router.client
+            entries: list[tuple[str, ClientParams]] = []
+            if isinstance(client, GlobalClientConfig):
+                entries.append(("client", client))
+            elif isinstance(client, StaticClientConfig):
+                entries += [(f"client prefix {e.prefix}", e) for e in client.configs]
+            for where, params in entries:
+                tls = params.tls
+                if tls is not None and tls.enabled and tls.disable_validation:
+                    out.append(
+                        f"router '{router.effective_label}' {where}: tls.disableValidation is "
+                        "true: endpoint certificates are NOT verified; traffic can be "
+                        "intercepted by anyone on the path. Use it only for testing."
+                    )
+        return out
 
 
 Listener = tuple[str, int]

@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from typing import Any, get_args, get_origin
 
 from .model import AdminConfig, LinkerConfig
-from .schema import ConfigObject, Field, describe_type
+from .schema import ConfigObject, Field, RegisteredDefault, describe_type
 
 
 def _default(f: Field) -> str:
     if f.required:
         return "**required**"
+    if isinstance(f.default_factory, RegisteredDefault):
+        return "(see below)"  # the family's default kind, from the registry
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
         if isinstance(value, ConfigObject):

@@ -58,6 +58,7 @@ def option(
     max: float | None = None,
     secret: bool = False,
     unsupported: str | None = None,
+    supported: tuple[Any, ...] = (),
 ) -> Any:
     """Declare an option of a config class.
 
@@ -68,6 +69,8 @@ def option(
     :param min: smallest accepted number (inclusive). :param max: largest (inclusive).
     :param secret: redact the value wherever the config is shown (``/config.json``).
     :param unsupported: accept the key (so Linkerd configs load) but warn with this text.
+    :param supported: values of an ``unsupported`` key that ask for what turnout does anyway
+        (no warning for them; compared by type and value, so ``0`` is not ``False``).
     """
     metadata = {
         "key": key,
@@ -76,10 +79,37 @@ def option(
         "max": max,
         "secret": secret,
         "unsupported": unsupported,
+        "supported": supported,
     }
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class RegisteredDefault:
+    """The default of an option holding an object of a polymorphic family: the family's
+    ``default_kind``, read through the plugin registry like a written ``{}`` would be.
+
+    Use it as ``option(default_factory=RegisteredDefault(InterpreterConfig))``. The validator
+    builds the default when the key is absent, so that the module declaring the option never
+    imports the class of the default kind (built-in kinds are registered plugins like any
+    other). Constructing the config object directly, without the option, is an error: only the
+    registry knows which class implements the default kind.
+    """
+
+    def __init__(self, base: type[ConfigObject]) -> None:
+        if not base.is_polymorphic() or base.default_kind is None:
+            raise TypeError(f"{base.__name__} is not a polymorphic family with a default_kind")
+        self.base = base
+
+    def __call__(self) -> ConfigObject:
+        raise TypeError(
+            f"the default {self.base.family} ({self.base.default_kind!r}) is a registered kind, "
+            "chosen when a configuration is read; pass the option explicitly"
+        )
+
+    def __repr__(self) -> str:
+        return f"RegisteredDefault({self.base.__name__})"
 
 
 def camel(name: str) -> str:
@@ -101,6 +131,7 @@ class Field:
     max: float | None
     secret: bool
     unsupported: str | None
+    supported: tuple[Any, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -128,6 +159,13 @@ class ConfigObject:
 
     _fields_cache: ClassVar[dict[str, Field] | None] = None
 
+    if typing.TYPE_CHECKING:
+        # Each subclass becomes a keyword-only dataclass when it is defined (below); type
+        # checkers see this constructor instead. (typing.dataclass_transform would describe
+        # it exactly, but type checkers only see a default given as option(default=...),
+        # not the usual option(5, ...).)
+        def __init__(self, **options: Any) -> None: ...
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._fields_cache = None
@@ -136,12 +174,12 @@ class ConfigObject:
     @classmethod
     def config_fields(cls) -> dict[str, Field]:
         """The options of this class, by YAML key, in declaration order."""
-        cached = cls.__dict__.get("_fields_cache")
+        cached: dict[str, Field] | None = cls.__dict__.get("_fields_cache")
         if cached is not None:
             return cached
         hints = typing.get_type_hints(cls, include_extras=False)
         out: dict[str, Field] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # made a dataclass at run time
             md = f.metadata
             key = md.get("key") or camel(f.name)
             out[key] = Field(
@@ -155,6 +193,7 @@ class ConfigObject:
                 max=md.get("max"),
                 secret=md.get("secret", False),
                 unsupported=md.get("unsupported"),
+                supported=md.get("supported", ()),
             )
         cls._fields_cache = out
         return out
@@ -392,7 +431,10 @@ class Validator:
             )
         for key, f in fields.items():
             if key in value:
-                if f.unsupported:
+                given = value[key]
+                if f.unsupported and not any(
+                    type(given) is type(ok) and given == ok for ok in f.supported
+                ):
                     self.warn((*loc, key), f.unsupported)
                 converted = self.convert(f.type, value[key], (*loc, key))
                 if converted is not INVALID:
@@ -406,6 +448,13 @@ class Validator:
                 self.error(
                     loc, f"missing required key '{key}' ({_where(cls)}): {f.doc}".rstrip(": ")
                 )
+            elif isinstance(f.default_factory, RegisteredDefault):
+                # the family's default kind, looked up in the registry as if '{}' was written
+                converted = self.convert(f.type, {}, (*loc, key))
+                if converted is INVALID:
+                    ok = False
+                    continue
+                kwargs[f.name] = converted
         if not ok:
             return INVALID
         obj = cls(**kwargs)
@@ -451,14 +500,14 @@ class Validator:
         cls = self.registry.config_class(family, kind)
         if cls is not None:
             return cls
-        known = self.registry.kinds(family)
+        installed = self.registry.kinds(family)
         message = f"unknown {family} {key} '{kind}'"
         hint = self.registry.hint(family, kind)
         if hint:
             message += f"; {hint}"
         else:
-            message += did_you_mean(kind, known)
-        message += f"; installed {family} {key}s: {', '.join(known) or 'none'}"
+            message += did_you_mean(kind, installed)
+        message += f"; installed {family} {key}s: {', '.join(installed) or 'none'}"
         self.error((*loc, key) if key in value else loc, message)
         return None
 

@@ -29,6 +29,53 @@ class Address:
         self.meta = dict(meta) if meta else _EMPTY
         self._hash = hash((host, port))
 
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        default_port: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Address:
+        """Read ``host:port`` or ``[v6]:port`` (``10.0.0.1:8080``, ``[::1]:8080``,
+        ``web.example.org:80``): the host as written (no lookup), the port from 1 to 65535.
+
+        With ``default_port`` the port may be left out: ``host``, ``[v6]`` and a bare IPv6
+        literal (``::1``) get it. Without it, an IPv6 literal must be bracketed
+        (``fe80::1:80`` is ambiguous). Surrounding whitespace is not allowed: strip first.
+
+        :raises ValueError: with a message that quotes ``text`` and says what was expected.
+        """
+        expected = (
+            "'host:port' or '[ipv6]:port'"
+            if default_port is None
+            else ("'host', 'host:port', '[ipv6]' or '[ipv6]:port'")
+        )
+        host: str
+        port: str | None
+        if text.startswith("["):
+            host, bracket, rest = text[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"expected {expected}, got {text!r}")
+            port = rest[1:] if rest else None
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        elif ":" in text and default_port is None:
+            raise ValueError(f"expected {expected}, got {text!r}: put an IPv6 address in brackets")
+        else:  # a host name, an IPv4 address or (with a default port) a bare IPv6 address
+            host, port = text, None
+        if not host or any(c.isspace() for c in host):
+            raise ValueError(f"expected {expected}, got {text!r}")
+        if port is None:
+            if default_port is None:
+                raise ValueError(f"expected {expected}, got {text!r}: the port is missing")
+            number = default_port
+        elif port.isascii() and port.isdigit() and 0 < int(port) <= 65535:
+            number = int(port)
+        else:
+            raise ValueError(f"expected {expected} with a port from 1 to 65535, got {text!r}")
+        return cls(host, number, meta)
+
     @property
     def weight(self) -> float:
         return float(self.meta.get(WEIGHT_KEY, 1.0))

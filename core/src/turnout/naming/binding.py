@@ -41,7 +41,7 @@ from .addr import NAMETREE_WEIGHT_KEY, Addr, AddrBound, AddrFailed, AddrNeg, Add
 from .namer import Name, NameBound
 from .nametree import Alt, Empty, Fail, Leaf, NameTree, Neg, Union, Weighted
 from .path import Path
-from .var import Failed, Ok, Pending, State
+from .var import Failed, Ok, Pending, State, not_ok
 
 #: Most nested lookups in one binding (Finagle's ``namerMaxDepth``).
 MAX_DEPTH = 100
@@ -120,7 +120,7 @@ class _Binder:
                         raise self.too_large("binding")
                     result = self.bind(state.value, depth + 1, weight, nesting)
                 else:
-                    result = state, 1, 0
+                    result = not_ok(state), 1, 0
                 self.memo[key] = result
             return result
         if t is Neg or t is Fail or t is Empty:

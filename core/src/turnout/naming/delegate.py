@@ -31,7 +31,7 @@ from .interpreter import NameInterpreter
 from .namer import NameBound
 from .nametree import Alt, Empty, Fail, Leaf, NameTree, Neg, Union
 from .path import Path
-from .var import Failed, Ok, Pending, State, derive_activity
+from .var import Failed, Ok, Pending, State, derive_activity, not_ok
 
 MAX_DEPTH = 100
 #: Most nodes a delegate tree may hold (shared subtrees counted expanded); the rest is cut.
@@ -138,6 +138,7 @@ def map_bound_leaves(node: DNode, fn: Callable[[DNode], State[DNode]]) -> State[
         done = memo.get(id(n))
         if done is not None:
             return done
+        out: DNode
         if n.kind == "leaf" and isinstance(n.value, NameBound):
             state = fn(n)
             if not isinstance(state, Ok):
@@ -180,8 +181,10 @@ def _from_tree(path: Path, dentry: Dentry, tree: NameTree[Any]) -> DNode:
     if isinstance(tree, Leaf):
         return DNode("leaf", path, dentry, value=tree.value)
     if isinstance(tree, Alt):
-        kids = tuple((None, _from_tree(path, dentry, t)) for t in tree.trees)
-        return DNode("alt", path, dentry, kids)
+        alts: tuple[tuple[float | None, DNode], ...] = tuple(
+            (None, _from_tree(path, dentry, t)) for t in tree.trees
+        )
+        return DNode("alt", path, dentry, alts)
     if isinstance(tree, Union):
         kids = tuple((w.weight, _from_tree(path, dentry, w.tree)) for w in tree.trees)
         return DNode("union", path, dentry, kids)
@@ -348,7 +351,7 @@ def delegate_once(
     """
     stored = interpreter.stored_dtab()
     if not isinstance(stored, Ok):
-        return stored
+        return not_ok(stored)
     full = stored.value + dtab if len(stored.value) else dtab
     root = DNode("leaf", Path.empty, NOP, value=path)
     delegation = _Delegation(interpreter, full, max_nodes)

@@ -91,7 +91,7 @@ class Prefix:
     @property
     def show(self) -> str:
         """The canonical text: ``*`` for a wildcard, ``\\x2a`` for a literal ``*`` label."""
-        return "/" + "/".join("*" if e is ANY else show_label(e) for e in self.elems)
+        return "/" + "/".join("*" if isinstance(e, AnyElem) else show_label(e) for e in self.elems)
 
     def __str__(self) -> str:
         return self.show
@@ -244,10 +244,11 @@ class _Index:
         for pos in range(len(entries) - 1, -1, -1):
             entry = entries[pos]
             elems = entry.prefix.elems
-            if not elems or elems[0] is ANY:
+            first = elems[0] if elems else ANY
+            if isinstance(first, AnyElem):
                 self.wild.append((pos, entry))
             else:
-                self.by_label.setdefault(elems[0], []).append((pos, entry))  # type: ignore[arg-type]
+                self.by_label.setdefault(first, []).append((pos, entry))
         self.wild_entries = [e for _, e in self.wild]
 
     def candidates(self, path: Path) -> Sequence[Dentry]:

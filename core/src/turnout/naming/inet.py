@@ -212,7 +212,11 @@ class InetResolver:
                 var.update(self._resolve_blocking(host, port))
                 return lambda: None
             task = loop.create_task(self._poll(var, host, port, fixed))
-            return task.cancel
+
+            def stop() -> None:
+                task.cancel()
+
+            return stop
 
         return start
 

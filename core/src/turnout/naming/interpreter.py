@@ -22,7 +22,7 @@ from .inet import InetResolver, default_resolver
 from .namer import Name, NameBound, Namer
 from .nametree import Empty, Fail, Leaf, NameTree, Neg
 from .path import Path
-from .var import Activity, Failed, Ok, State, derive_activity
+from .var import Activity, Failed, Ok, State, derive_activity, not_ok
 
 _INT = re.compile(rb"[+-]?[0-9]+")
 _HASH = Path.of("#")
@@ -156,7 +156,7 @@ class ConfiguredNamersInterpreter(NameInterpreter):
         def compute() -> State[NameTree[NameBound]]:
             stored = self.stored_dtab()
             if not isinstance(stored, Ok):
-                return stored
+                return not_ok(stored)
             full = stored.value + dtab if len(stored.value) else dtab
             return bind_once(
                 lambda p: self.lookup(full, p), Leaf(path), self.max_depth, max_nodes=self.max_nodes

@@ -19,6 +19,8 @@ from turnout.naming.path import Path
 
 T = TypeVar("T")
 U = TypeVar("U")
+#: trees are immutable: a tree of NameBound leaves is a tree of Name (Path | NameBound) leaves
+T_co = TypeVar("T_co", covariant=True)
 
 DEFAULT_WEIGHT = 1.0
 #: Most parentheses a name tree may nest (the parser and tree walks recurse; Finagle has no
@@ -26,7 +28,7 @@ DEFAULT_WEIGHT = 1.0
 MAX_PARENS = 50
 
 
-class NameTree(ABC, Generic[T]):
+class NameTree(ABC, Generic[T_co]):
     """Base class of name trees over leaf values of type ``T``; trees are immutable."""
 
     __slots__ = ()
@@ -48,26 +50,26 @@ class NameTree(ABC, Generic[T]):
         return _show(self)
 
     @property
-    def simplified(self) -> NameTree[T]:
+    def simplified(self) -> NameTree[T_co]:
         """An evaluation-equivalent tree: Neg branches and empty or single-child nodes removed,
         an Alt cut after its first Fail, Fail dropped from Unions (spec §3.3). Idempotent; no
         flattening or de-duplication."""
         return self._simplify()
 
-    def eval(self) -> frozenset[T] | None:
+    def eval(self) -> frozenset[T_co] | None:
         """The set of leaf values this tree resolves to, or None for Neg and Fail."""
         result = self._eval()
         return result if isinstance(result, frozenset) else None
 
     @abstractmethod
-    def map(self, fn: Callable[[T], U]) -> NameTree[U]:
+    def map(self, fn: Callable[[T_co], U]) -> NameTree[U]:
         """This tree with every leaf value replaced by ``fn(value)``, keeping weights."""
 
     @abstractmethod
-    def _simplify(self) -> NameTree[T]: ...
+    def _simplify(self) -> NameTree[T_co]: ...
 
     @abstractmethod
-    def _eval(self) -> NameTree[Any] | frozenset[T]:
+    def _eval(self) -> NameTree[Any] | frozenset[T_co]:
         """``Neg``, ``Fail`` or the set of leaf values."""
 
 
@@ -123,18 +125,18 @@ Empty: NameTree[Any] = _Empty()
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class Leaf(NameTree[T]):
+class Leaf(NameTree[T_co]):
     """A tree holding one value (a :class:`Path` when parsed)."""
 
-    value: T
+    value: T_co
 
-    def map(self, fn: Callable[[T], U]) -> NameTree[U]:
+    def map(self, fn: Callable[[T_co], U]) -> NameTree[U]:
         return Leaf(fn(self.value))
 
-    def _simplify(self) -> NameTree[T]:
+    def _simplify(self) -> NameTree[T_co]:
         return self
 
-    def _eval(self) -> frozenset[T]:
+    def _eval(self) -> frozenset[T_co]:
         return frozenset((self.value,))
 
     def __repr__(self) -> str:
@@ -142,22 +144,22 @@ class Leaf(NameTree[T]):
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
-class Alt(NameTree[T]):
+class Alt(NameTree[T_co]):
     """Ordered fallback: the first alternative that is not Neg decides."""
 
-    trees: tuple[NameTree[T], ...]
+    trees: tuple[NameTree[T_co], ...]
 
-    def __init__(self, *trees: NameTree[T]) -> None:
+    def __init__(self, *trees: NameTree[T_co]) -> None:
         for tree in trees:
             if not isinstance(tree, NameTree):
                 raise TypeError(f"Alt children must be NameTrees, got {tree!r}")
         object.__setattr__(self, "trees", trees)
 
-    def map(self, fn: Callable[[T], U]) -> NameTree[U]:
+    def map(self, fn: Callable[[T_co], U]) -> NameTree[U]:
         return Alt(*(tree.map(fn) for tree in self.trees))
 
-    def _simplify(self) -> NameTree[T]:
-        kept: list[NameTree[T]] = []
+    def _simplify(self) -> NameTree[T_co]:
+        kept: list[NameTree[T_co]] = []
         for tree in self.trees:
             simple = tree._simplify()
             if simple is Fail:
@@ -167,7 +169,7 @@ class Alt(NameTree[T]):
                 kept.append(simple)
         return Neg if not kept else kept[0] if len(kept) == 1 else Alt(*kept)
 
-    def _eval(self) -> NameTree[Any] | frozenset[T]:
+    def _eval(self) -> NameTree[Any] | frozenset[T_co]:
         for tree in self.trees:
             result = tree._eval()
             if result is not Neg:
@@ -179,13 +181,13 @@ class Alt(NameTree[T]):
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
-class Weighted(Generic[T]):
+class Weighted(Generic[T_co]):
     """A :class:`Union` branch: a tree with a load-balancing weight (default 1.0)."""
 
     weight: float
-    tree: NameTree[T]
+    tree: NameTree[T_co]
 
-    def __init__(self, weight: float, tree: NameTree[T]) -> None:
+    def __init__(self, weight: float, tree: NameTree[T_co]) -> None:
         if not isinstance(tree, NameTree):
             raise TypeError(f"a Weighted branch needs a NameTree, got {tree!r}")
         object.__setattr__(self, "weight", float(weight))
@@ -196,27 +198,27 @@ class Weighted(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
-class Union(NameTree[T]):
+class Union(NameTree[T_co]):
     """Weighted load-balanced union of :class:`Weighted` branches."""
 
-    trees: tuple[Weighted[T], ...]
+    trees: tuple[Weighted[T_co], ...]
 
-    def __init__(self, *weighted: Weighted[T]) -> None:
+    def __init__(self, *weighted: Weighted[T_co]) -> None:
         for branch in weighted:
             if not isinstance(branch, Weighted):
                 raise TypeError(f"Union children must be Weighted, got {branch!r}")
         object.__setattr__(self, "trees", weighted)
 
-    def map(self, fn: Callable[[T], U]) -> NameTree[U]:
+    def map(self, fn: Callable[[T_co], U]) -> NameTree[U]:
         return Union(*(Weighted(w.weight, w.tree.map(fn)) for w in self.trees))
 
-    def _simplify(self) -> NameTree[T]:
+    def _simplify(self) -> NameTree[T_co]:
         if len(self.trees) == 1:
             return self.trees[0].tree._simplify()
         kept = [Weighted(w.weight, s) for w in self.trees if _useful(s := w.tree._simplify())]
         return Neg if not kept else kept[0].tree if len(kept) == 1 else Union(*kept)
 
-    def _eval(self) -> NameTree[Any] | frozenset[T]:
+    def _eval(self) -> NameTree[Any] | frozenset[T_co]:
         if len(self.trees) == 1:
             return self.trees[0].tree._eval()
         sets = [r for w in self.trees if isinstance(r := w.tree._eval(), frozenset)]

@@ -26,6 +26,7 @@ class Path:
     __slots__ = ("_hash", "elems")
 
     elems: tuple[bytes, ...]
+    _hash: int
     empty: ClassVar[Path]
 
     def __init__(self, *elems: bytes) -> None:

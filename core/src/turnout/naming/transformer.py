@@ -29,7 +29,7 @@ from .interpreter import NameInterpreter
 from .namer import Name, NameBound, Namer
 from .nametree import Alt, Empty, Fail, Leaf, NameTree, Neg, Union, Weighted
 from .path import Path
-from .var import Activity, Ok, State, Var, derive_activity
+from .var import Activity, Ok, State, Var, derive_activity, not_ok
 
 #: the first element of every transformed id (Linkerd's ``Paths.TransformerPrefix``)
 TRANSFORMER_PREFIX = Path.of("%")
@@ -54,7 +54,7 @@ class NameTreeTransformer:
         def one(leaf: DNode) -> State[DNode]:
             state = self.transform(Leaf(leaf.value))
             if not isinstance(state, Ok):
-                return state
+                return not_ok(state)
             tree = state.value
             if isinstance(tree, Leaf):
                 inner = DNode("leaf", tree.value.id, leaf.dentry, value=tree.value)
@@ -222,7 +222,7 @@ class TransformingNamer(Namer):
             def compute() -> State[NameTree[Name]]:
                 state = source.sample()
                 if isinstance(state, Ok) and _is_bound(state.value):
-                    return apply_transformers(state, self.transformers)  # type: ignore[arg-type]
+                    return apply_transformers(state, self.transformers)
                 return state
 
             act = self._activities[path] = derive_activity(compute)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Never, TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
+T_co = TypeVar("T_co", covariant=True)
 
 Stop = Callable[[], None]
 
@@ -133,7 +134,7 @@ class _Derived(Var[T]):
     __slots__ = ("_compute", "_computing", "_deps", "_dirty")
 
     def __init__(self, compute: Callable[[], T]) -> None:
-        super().__init__(_UNSET, start=_Derived._activate)  # type: ignore[arg-type]
+        super().__init__(_UNSET, start=_Derived._activate)  # type: ignore[arg-type]  # called with self
         self._compute = compute
         self._deps: dict[Var[Any], Observation] = {}
         self._computing = False
@@ -162,7 +163,7 @@ class _Derived(Var[T]):
         deps, self._deps = self._deps, {}
         for obs in deps.values():
             obs.close()
-        self._value = _UNSET  # type: ignore[assignment]
+        self._value = _UNSET
 
     def _on_dep(self, _: Any) -> None:
         if self._computing:
@@ -226,8 +227,11 @@ def derive(compute: Callable[[], T]) -> Var[T]:
 # ---------------------------------------------------------------------------------------------
 
 
-class State(Generic[T]):
-    """The state of an :class:`Activity`: :data:`Pending`, :class:`Ok` or :class:`Failed`."""
+class State(Generic[T_co]):
+    """The state of an :class:`Activity`: :data:`Pending`, :class:`Ok` or :class:`Failed`.
+
+    States are immutable, so a state of a narrower value type is one of a wider one
+    (covariant): an ``Ok`` of a tree of bound names is a state of a tree of names."""
 
     __slots__ = ()
 
@@ -242,10 +246,12 @@ class _Pending(State[Any]):
 Pending: State[Any] = _Pending()
 
 
-class Ok(State[T]):
+class Ok(State[T_co]):
     __slots__ = ("value",)
 
-    def __init__(self, value: T) -> None:
+    value: T_co
+
+    def __init__(self, value: T_co) -> None:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
@@ -301,11 +307,18 @@ class Activity(Var[State[T]]):
     async def wait(self, timeout: float | None = None) -> T:
         """The first non-pending value; raises the error of a failed state."""
         coro = self.changes(lambda s: s is not Pending)
-        state = await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
+        state: State[T] = await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
         if isinstance(state, Failed):
             raise state.error
         assert isinstance(state, Ok)
-        return state.value
+        value: T = state.value  # (mypy narrows State[T] to Ok[Any] here)
+        return value
+
+
+def not_ok(state: State[Any]) -> State[Never]:
+    """``state``, Pending or Failed, as a state of any value type: neither carries a value, so
+    it is passed on unchanged where a state of another value type is due."""
+    return state
 
 
 def derive_activity(compute: Callable[[], State[T]]) -> Activity[T]:
@@ -313,5 +326,5 @@ def derive_activity(compute: Callable[[], State[T]]) -> Activity[T]:
     return _DerivedActivity(compute)
 
 
-class _DerivedActivity(_Derived[State[Any]], Activity[Any]):  # type: ignore[misc]
+class _DerivedActivity(_Derived[State[Any]], Activity[Any]):
     __slots__ = ()

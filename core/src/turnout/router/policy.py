@@ -12,11 +12,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..config import model
+from ..config.schema import ConfigObject
 from ..naming import Path
 
 
-def _merge(into: dict[str, Any], params: model.ConfigObject) -> None:
-    for f in fields(params):  # type: ignore[arg-type]
+def _merge(into: dict[str, Any], params: ConfigObject) -> None:
+    for f in fields(params):  # type: ignore[arg-type]  # (config classes are dataclasses, made by ConfigObject.__init_subclass__)
         if f.name == "prefix":
             continue
         value = getattr(params, f.name)

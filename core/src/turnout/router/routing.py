@@ -361,11 +361,9 @@ class Client:
             self.metrics.prune(*self.scope)
 
 
-def backoff_of(config: BackoffConfig) -> Backoff:
+def backoff_of(config: BackoffConfig | None) -> Backoff:
     """The backoff stream of a ``backoff:`` config object."""
-    from ..builtin.balancers import backoff_from
-
-    return backoff_from(config, constant_backoff(0.0))
+    return config.new_backoff() if config is not None else constant_backoff(0.0)
 
 
 def asyncio_time() -> float:
@@ -705,10 +703,10 @@ class Router:
             id(t[0]) for r in self.routes.values() for t in r._targets if isinstance(t, tuple)
         }
         closed: list[tuple[str, ...]] = []
-        for key, client in list(self.clients.items()):
+        for bound_id, client in list(self.clients.items()):
             if id(client) not in in_use and now - client.last_used > self.idle_ttl:
                 client.close(prune=False)
-                del self.clients[key]
+                del self.clients[bound_id]
                 closed.append(client.scope)
                 self._evicts["client"].incr()
         if closed:  # (a client nested under a closed one's id keeps its metrics)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 LOCALHOST = "127.0.0.1"
@@ -40,11 +40,13 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def wait_until(predicate: object, timeout: float = 5.0, interval: float = 0.02) -> bool:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02
+) -> bool:
     """Call ``predicate()`` until it is true or ``timeout`` passes; return its last truth."""
     deadline = time.monotonic() + timeout
     while True:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         if time.monotonic() >= deadline:
             return False
@@ -127,7 +129,7 @@ def _parse_chunked(data: bytes, pos: int) -> tuple[bytes, list[tuple[str, str]],
             raise ValueError(f"bad chunk size {size_text!r}") from None
         pos = eol + 2
         if size == 0:
-            trailers = []
+            trailers: list[tuple[str, str]] = []
             while True:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:

@@ -13,37 +13,28 @@ Then ``/#/com.example.static/web`` binds to those two addresses; any other name 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from turnout.config import NamerConfig, option
-from turnout.naming import (
+from turnout.api import (
     Activity,
+    Addr,
     AddrBound,
     Address,
+    BuildContext,
     Leaf,
     Name,
     NameBound,
     Namer,
+    NamerConfig,
     NameTree,
     Neg,
     Path,
     Var,
+    option,
 )
-
-if TYPE_CHECKING:
-    from turnout.linker import BuildContext
 
 #: lookups remembered before unobserved ones are forgotten (names come from requests)
 MAX_CACHED_LOOKUPS = 10_000
-
-
-def parse_address(text: str) -> Address:
-    """``"10.0.0.1:8080"`` or ``"[::1]:8080"`` → :class:`Address`; ValueError otherwise."""
-    host, colon, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"expected 'host:port' with a port from 1 to 65535, got {text!r}")
-    return Address(host, int(port))
 
 
 class StaticNamerConfig(NamerConfig):
@@ -60,13 +51,13 @@ class StaticNamerConfig(NamerConfig):
         for name, addresses in self.services.items():
             for i, text in enumerate(addresses):
                 try:
-                    parse_address(text)
+                    Address.parse(text)
                 except ValueError as e:
                     yield ("services", name, i), str(e)
 
-    def new_namer(self, ctx: BuildContext | None) -> StaticNamer:
+    def new_namer(self, ctx: BuildContext) -> StaticNamer:
         services = {
-            name: [parse_address(a) for a in addrs] for name, addrs in self.services.items()
+            name: [Address.parse(a) for a in addrs] for name, addrs in self.services.items()
         }
         return StaticNamer(Path.of("#") + self.effective_prefix, services)
 
@@ -78,7 +69,9 @@ class StaticNamer(Namer):
         self.id_prefix = id_prefix
         # One Var per service, shared by every binding of it. A namer fed by a discovery
         # system would update() these Vars when the addresses change.
-        self.addrs = {name: Var(AddrBound(addrs)) for name, addrs in services.items()}
+        self.addrs: dict[str, Var[Addr]] = {
+            name: Var(AddrBound(addrs)) for name, addrs in services.items()
+        }
         self._lookups: dict[Path, Activity[NameTree[Name]]] = {}
 
     def lookup(self, path: Path) -> Activity[NameTree[Name]]:
@@ -103,4 +96,7 @@ class StaticNamer(Namer):
         return [self.id_prefix + Path.of(name) for name in sorted(self.addrs)]
 
     def state(self) -> dict[str, Any]:
-        return {name: [str(a) for a in var.value.sorted()] for name, var in self.addrs.items()}
+        return {
+            name: [str(a) for a in var.value.sorted()] if isinstance(var.value, AddrBound) else []
+            for name, var in self.addrs.items()
+        }

@@ -24,8 +24,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from turnout.announcer import Announcement, Announcer
-from turnout.naming import Path
+from turnout.api import Announcement, Announcer, Path
 
 log = logging.getLogger("turnout.announcer.consul")
 

@@ -38,7 +38,7 @@ import consul.base
 __all__ = ["ConsulClient", "TokenBucket", "consistency_params"]
 
 
-class _SessionHTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]
+class _SessionHTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]  # python-consul: untyped
     """python-consul2's aio HTTP client over one long-lived aiohttp session."""
 
     def __init__(
@@ -95,7 +95,7 @@ class _SessionHTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]
             await self._session.close()
 
 
-class _Consul(consul.aio.Consul):  # type: ignore[misc]
+class _Consul(consul.aio.Consul):  # type: ignore[misc]  # python-consul is untyped
     def __init__(
         self,
         host: str,

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from turnout.config import AnnouncerConfig, ConfigObject, NamerConfig, option
-from turnout.errors import TurnoutError
-from turnout.naming import Path
+from turnout.api import (
+    AnnouncerConfig,
+    BuildContext,
+    ConfigObject,
+    NamerConfig,
+    Path,
+    TurnoutError,
+    option,
+)
 
 from .tls import TLS_VERSIONS, TlsSetupError, file_problem, files_of, ssl_context_of
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-
     from .announcer import ConsulAnnouncer
     from .namer import ConsulNamer
 
@@ -69,27 +73,26 @@ class ConsulTlsConfig(ConfigObject):
     def check(self) -> Iterable[tuple[str | tuple[str | int, ...], str]]:
         if not self.enabled:
             return
+        unusable = False
         for i, p in enumerate(self.protocols or ()):
             if p not in TLS_VERSIONS:
+                unusable = True
                 yield ("protocols", i), f"unknown TLS protocol '{p}': use {', '.join(TLS_VERSIONS)}"
         if self.protocols == []:
             yield "protocols", f"give at least one of {', '.join(TLS_VERSIONS)}, or leave it out"
         if self.common_name == "":
             yield "commonName", "must not be empty; leave it out to check the name 'host'"
-        unreadable = False
         for loc, path, what in files_of(self):  # every missing file at once
             problem = file_problem(path, what)
             if problem is not None:
-                unreadable = True
+                unusable = True
                 yield loc, problem
-        if unreadable:
+        if unusable:
             return
         try:  # the contents: PEM, a key that matches the certificate, not encrypted
             ssl_context_of(self)
         except TlsSetupError as e:
             yield e.loc, e.message
-        except KeyError:
-            pass  # an unknown protocol, reported above
 
 
 class ConsulNamerConfig(NamerConfig):
@@ -165,7 +168,7 @@ class ConsulNamerConfig(NamerConfig):
                 "give at least one status (passing, warning, critical, maintenance)",
             )
 
-    def new_namer(self, ctx: BuildContext | None) -> ConsulNamer:
+    def new_namer(self, ctx: BuildContext) -> ConsulNamer:
         from .namer import ConsulNamer
 
         tls = self.tls if self.tls is not None and self.tls.enabled else None
@@ -191,7 +194,7 @@ class ConsulNamerConfig(NamerConfig):
             wait=self.blocking_wait_ms / 1000,
             ssl_context=ssl_context,
             server_hostname=tls.common_name if tls is not None else None,
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )
 
 
@@ -222,7 +225,7 @@ class ConsulAnnouncerConfig(AnnouncerConfig):
         if self.deregister_critical_service_after_ms is not None and self.ttl_ms is None:
             yield "deregisterCriticalServiceAfterMs", "needs ttlMs (a check to turn critical)"
 
-    def new_announcer(self, ctx: BuildContext | None) -> ConsulAnnouncer:
+    def new_announcer(self, ctx: BuildContext) -> ConsulAnnouncer:
         from .announcer import ConsulAnnouncer
 
         after = self.deregister_critical_service_after_ms

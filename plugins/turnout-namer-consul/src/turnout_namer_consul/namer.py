@@ -9,7 +9,7 @@ Each observed name is one blocking-query loop (``index`` + explicit ``wait``) on
 ``/v1/catalog/service/<service>`` or, with ``useHealthCheck``, ``/v1/health/service/<service>``,
 following Consul's blocking-query rules: an index that goes backwards resets to 0, an index
 below 1 is used as 1, and the loop is rate limited (token bucket). Outages, reconnection
-backoff, the last good set and ``/namer_state`` come from :class:`turnout.discovery.DiscoveryNamer`.
+backoff, the last good set and ``/namer_state`` come from :class:`turnout.api.DiscoveryNamer`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.discovery import DiscoveryNamer, Publish
-from turnout.metrics import MetricsTree
-from turnout.naming import Addr, AddrBound, Address, AddrNeg, Path
-from turnout.naming.addr import WEIGHT_KEY
+from turnout.api import (
+    WEIGHT_KEY,
+    Addr,
+    AddrBound,
+    Address,
+    AddrNeg,
+    DiscoveryNamer,
+    MetricsTree,
+    Path,
+    Publish,
+)
 
 from .client import ConsulClient, TokenBucket
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
+from turnout.api import TlsError, client_ssl_context
+
 if TYPE_CHECKING:
-    from .config import ClientAuthConfig, ConsulTlsConfig
+    from .config import ConsulTlsConfig
 
 __all__ = ["TLS_VERSIONS", "TlsSetupError", "file_problem", "files_of", "ssl_context_of"]
 
@@ -98,80 +99,40 @@ def files_of(tls: ConsulTlsConfig) -> Iterator[tuple[Loc, str, str]]:
         yield ("clientAuth", "keyPath"), auth.key_path, "client key"
 
 
-def _no_password() -> bytes:
-    # without a callback OpenSSL would prompt on the terminal for an encrypted key
-    raise TlsSetupError(
-        ("clientAuth", "keyPath"),
-        "the client key is encrypted and turnout cannot decrypt it; give an unencrypted "
-        "PEM key (PKCS#8, as Linkerd requires)",
-    )
-
-
-def _load_cas(context: ssl.SSLContext, cas: Sequence[tuple[Loc, str]]) -> None:
-    for loc, path in cas:
-        try:
-            context.load_verify_locations(cafile=path)
-        except (ssl.SSLError, ValueError) as e:
-            raise TlsSetupError(
-                loc,
-                f"{_shown(path)} holds no usable CA certificate ({e}); give a PEM file of "
-                "one or more CA certificates",
-            ) from None
-        except OSError as e:
-            raise TlsSetupError(loc, f"cannot read {_shown(path)}: {e.strerror or e}") from None
-
-
-def _load_client_cert(context: ssl.SSLContext, auth: ClientAuthConfig) -> None:
-    where: Loc = ("clientAuth",)
-    try:
-        if auth.intermediate_certs_path:
-            # Python loads a chain only from one file: the certificate, then intermediates
-            chain = FsPath(auth.cert_path).read_bytes().rstrip(b"\n") + b"\n"
-            chain += FsPath(auth.intermediate_certs_path).read_bytes()
-            with tempfile.TemporaryDirectory(prefix="turnout-consul-") as tmp:
-                combined = FsPath(tmp) / "chain.pem"
-                combined.write_bytes(chain)
-                context.load_cert_chain(combined, auth.key_path, password=_no_password)
-        else:
-            context.load_cert_chain(auth.cert_path, auth.key_path, password=_no_password)
-    except TlsSetupError:
-        raise
-    except ssl.SSLError as e:
-        raise TlsSetupError(
-            where,
-            f"cannot use the client certificate {_shown(auth.cert_path)} with the key "
-            f"{_shown(auth.key_path)} ({e}); give PEM files, the key matching the certificate",
-        ) from None
-    except OSError as e:
-        raise TlsSetupError(where, f"cannot read the client certificate or key: {e}") from None
-
-
 def ssl_context_of(tls: ConsulTlsConfig) -> ssl.SSLContext:
     """The client context of a ``tls`` block (TlsSetupError naming the key of a file that
-    cannot be used). The name to verify (``commonName``) is given per connection
-    (``server_hostname``), not here."""
+    cannot be used), built by turnout's shared :func:`~turnout.api.client_ssl_context`. The
+    name to verify (``commonName``) is given per connection (``server_hostname``), not here."""
     for loc, path, what in files_of(tls):
         problem = file_problem(path, what)
         if problem is not None:
             raise TlsSetupError(loc, problem)
-    if tls.disable_validation:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        cas: list[tuple[Loc, str]] = [
-            (("trustCerts", i), ca) for i, ca in enumerate(tls.trust_certs or ())
-        ]
-        if tls.trust_certs_bundle:
-            cas.append((("trustCertsBundle",), tls.trust_certs_bundle))
-        if cas:  # only these CAs, as Linkerd (Finagle's TrustCredentials.CertCollection)
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            _load_cas(context, cas)
-        else:
-            context = ssl.create_default_context()
-    if tls.client_auth is not None:
-        _load_client_cert(context, tls.client_auth)
-    if tls.protocols:
-        versions = sorted(TLS_VERSIONS[p] for p in tls.protocols)
-        context.minimum_version, context.maximum_version = versions[0], versions[-1]
-    return context
+    cas: list[tuple[Loc, str]] = [
+        (("trustCerts", i), ca) for i, ca in enumerate(tls.trust_certs or ())
+    ]
+    if tls.trust_certs_bundle:
+        cas.append((("trustCertsBundle",), tls.trust_certs_bundle))
+    auth = tls.client_auth
+    try:
+        # only these CAs when any is given, as Linkerd (Finagle's TrustCredentials.CertCollection)
+        return client_ssl_context(
+            ca=[path for _, path in cas],
+            cert=auth.cert_path if auth is not None else None,
+            key=auth.key_path if auth is not None else None,
+            intermediates=auth.intermediate_certs_path if auth is not None else None,
+            verify=not tls.disable_validation,
+            protocols=tls.protocols or None,
+        )
+    except TlsError as e:
+        if e.key == "ca" and e.index is not None:
+            raise TlsSetupError(cas[e.index][0], e.message) from None
+        raise TlsSetupError(_AT.get(e.key, ("clientAuth",)), e.message) from None
+
+
+#: where the keys of the ``tls`` block name the arguments of client_ssl_context
+_AT: dict[str, Loc] = {
+    "cert": ("clientAuth", "certPath"),
+    "key": ("clientAuth", "keyPath"),
+    "intermediates": ("clientAuth", "intermediateCertsPath"),
+    "protocols": ("protocols",),
+}

@@ -9,12 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from turnout.config import NamerConfig, option
-from turnout.naming import Path
+from turnout.api import Address, BuildContext, NamerConfig, Path, option
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-
     from .namer import DnsSrvNamer
 
 DEFAULT_DNS_PORT = 53
@@ -23,22 +20,8 @@ DEFAULT_DNS_PORT = 53
 def parse_dns_host(text: str) -> tuple[str, int]:
     """A ``dnsHosts`` entry → ``(host, port)``: ``ns1.example.org`` and ``10.0.0.2`` (port
     53, as Linkerd), ``10.0.0.2:5353``, ``::1`` and ``[::1]:5353``. ValueError otherwise."""
-    entry = text.strip()
-    port_text = ""
-    if entry.startswith("["):
-        host, bracket, rest = entry[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"expected 'host', 'host:port' or '[ipv6]:port', got {text!r}")
-        port_text = rest[1:] if rest else str(DEFAULT_DNS_PORT)
-    elif entry.count(":") == 1:
-        host, port_text = entry.split(":")
-    else:  # a host name, an IPv4 address or a bare IPv6 address
-        host, port_text = entry, str(DEFAULT_DNS_PORT)
-    if not host or any(c.isspace() for c in host):
-        raise ValueError(f"expected 'host', 'host:port' or '[ipv6]:port', got {text!r}")
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535 in {text!r}")
-    return host, int(port_text)
+    address = Address.parse(text.strip(), default_port=DEFAULT_DNS_PORT)
+    return address.host, address.port
 
 
 class DnsSrvNamerConfig(NamerConfig):
@@ -90,11 +73,11 @@ class DnsSrvNamerConfig(NamerConfig):
             if srv_name(self.domain) is None:
                 yield "domain", f"not a valid domain name: {self.domain!r}"
 
-    def new_namer(self, ctx: BuildContext | None) -> DnsSrvNamer:
+    def new_namer(self, ctx: BuildContext) -> DnsSrvNamer:
         from .namer import DnsSrvNamer
 
         return DnsSrvNamer.from_config(
             self,
             Path.of("#") + self.effective_prefix,
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )

@@ -1,8 +1,8 @@
 """``resolveInet: true``: ``/$/inet`` host names resolved over DNS, re-resolved on their TTL.
 
-:class:`DnsInetLookup` is a :data:`turnout.naming.inet.Lookup`: it queries A and AAAA at
+:class:`DnsInetLookup` is a :data:`turnout.api.Lookup`: it queries A and AAAA at
 once and returns the addresses (IPv4 first) with the smallest TTL of the two answers, so
-that :class:`~turnout.naming.inet.InetResolver` looks the name up again when that TTL runs
+that :class:`~turnout.api.InetResolver` looks the name up again when that TTL runs
 out (bounded by its ``min_refresh``/``max_refresh``). NXDOMAIN, or a name with neither A
 nor AAAA records, raises ``socket.gaierror(EAI_NONAME)`` (the name is ``Neg``); any other
 failure, of either query, raises an ``OSError`` (the last good addresses stay).
@@ -23,7 +23,7 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
-from turnout.naming.inet import InetResolver, Lookup, ip_literal
+from turnout.api import InetResolver, Lookup, ip_literal
 
 from .client import DnsClient, DnsError, gather
 
@@ -71,7 +71,7 @@ class DnsInetLookup:
                 continue
             ttls.append(answer.chaining_result.minimum_ttl)
             for rdata in answer.rrset:
-                address = str(rdata.address)  # type: ignore[attr-defined]
+                address = str(rdata.address)
                 if address not in addresses:
                     addresses.append(address)
         if not addresses:

@@ -12,7 +12,7 @@ path is the residual. Each poll:
    (NXDOMAIN, no address) gives way to the next priority group; none left → ``AddrNeg``.
 
 Any other outcome (SERVFAIL, REFUSED, timeout, servers down), of the SRV query or of a target
-query, raises: :class:`~turnout.discovery.DiscoveryNamer` keeps the last good set, shows the
+query, raises: :class:`~turnout.api.DiscoveryNamer` keeps the last good set, shows the
 error and staleness, and polls again after a backoff capped at the refresh interval.
 """
 
@@ -25,10 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 import dns.name
 import dns.rdatatype
-from turnout.discovery import DiscoveryNamer, Publish, reconnect_backoff
-from turnout.metrics import MetricsTree
-from turnout.naming import Addr, AddrBound, AddrNeg, Path
-from turnout.naming.inet import InetResolver, default_resolver
+from turnout.api import (
+    Addr,
+    AddrBound,
+    AddrNeg,
+    Counter,
+    DiscoveryNamer,
+    Histogram,
+    InetResolver,
+    MetricsTree,
+    Path,
+    Publish,
+    default_resolver,
+    reconnect_backoff,
+)
 
 from .client import DnsClient, gather
 from .inet import Installed, install
@@ -81,15 +91,17 @@ class DnsSrvNamer(DiscoveryNamer[dns.name.Name]):
         self.refresh = refresh
         self.origin = origin
         scope = self.stats_scope
+        self._successes: Counter | None = None
+        self._failures: Counter | None = None
+        self._zero: Counter | None = None
+        self._unknown_hosts: Counter | None = None
+        self._latency: Histogram | None = None
         if metrics is not None:
             self._successes = metrics.counter(*scope, "lookup_successes_total")
             self._failures = metrics.counter(*scope, "lookup_failures_total")
             self._zero = metrics.counter(*scope, "lookup_zero_results_total")
             self._unknown_hosts = metrics.counter(*scope, "unknown_srv_hosts_results_total")
             self._latency = metrics.stat(*scope, "request_duration_ms")
-        else:
-            self._successes = self._failures = self._zero = self._unknown_hosts = None
-            self._latency = None
         self._target_slots = asyncio.Semaphore(MAX_CONCURRENT_TARGET_QUERIES)
         self._unknown: set[dns.name.Name] = set()
         self.inet: Installed | None = install(inet, client) if inet is not None else None
@@ -128,11 +140,11 @@ class DnsSrvNamer(DiscoveryNamer[dns.name.Name]):
                 if self._failures is not None:
                     self._failures.incr()
                 raise
-            if self._successes is not None:
-                if addr is AddrNeg:
-                    self._zero.incr()  # type: ignore[union-attr]
-                else:
-                    self._successes.incr()
+            if addr is AddrNeg:
+                if self._zero is not None:
+                    self._zero.incr()
+            elif self._successes is not None:
+                self._successes.incr()
             publish(addr)
             await asyncio.sleep(self.refresh)
 
@@ -172,7 +184,7 @@ class DnsSrvNamer(DiscoveryNamer[dns.name.Name]):
         out: list[str] = []
         for answer, _ in answers:
             if answer is not None and answer.rrset is not None:
-                out.extend(str(r.address) for r in answer.rrset)  # type: ignore[attr-defined]
+                out.extend(str(r.address) for r in answer.rrset)
         if not out:
             if target not in self._unknown:  # once, until it has an address again
                 self._unknown.add(target)

@@ -11,7 +11,7 @@ No I/O here, so that every rule is unit-tested on its own:
 - :func:`priority_groups` / :func:`group_addresses`: RFC 2782 clients use the records of the
   lowest priority value; the namer uses the first group (lowest priority first) in which at
   least one target resolves. Within a group, SRV weights become endpoint weights
-  (:data:`turnout.naming.addr.WEIGHT_KEY`); a target with several addresses shares its
+  (:data:`turnout.api.WEIGHT_KEY`); a target with several addresses shares its
   weight among them equally; when every weight of the group is 0, all count as 1 (RFC 2782:
   weight 0 only means "rarely chosen" next to records with a positive weight).
 """
@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.message
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
-from turnout.naming import Address
-from turnout.naming.addr import WEIGHT_KEY
+from turnout.api import WEIGHT_KEY, Address
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,11 @@ def srv_records(rrset: Iterable[object] | None) -> list[Srv]:
     for rdata in rrset or ():
         if getattr(rdata, "rdtype", None) != dns.rdatatype.SRV:
             continue
-        target = rdata.target  # type: ignore[attr-defined]
+        srv: Any = rdata  # an SRV rdata (checked above): dnspython types rdata by rdtype only
+        target = srv.target
         if target == dns.name.root:
             continue  # RFC 2782: "the service is decidedly not available at this domain"
-        out.append(Srv(int(rdata.priority), int(rdata.weight), int(rdata.port), target))  # type: ignore[attr-defined]
+        out.append(Srv(int(srv.priority), int(srv.weight), int(srv.port), target))
     return out
 
 
@@ -83,7 +84,7 @@ def additional_hosts(response: dns.message.Message) -> dict[dns.name.Name, list[
                 continue
             seen = hosts.setdefault(rrset.name, {})
             for rdata in rrset:
-                seen.setdefault(str(rdata.address), None)  # type: ignore[attr-defined]
+                seen.setdefault(str(rdata.address), None)
     return {name: list(addrs) for name, addrs in hosts.items() if addrs}
 
 

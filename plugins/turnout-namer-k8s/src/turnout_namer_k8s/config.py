@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from turnout.config import NamerConfig, option
-from turnout.errors import TurnoutError
-from turnout.naming import Namer, Path
+from turnout.api import BuildContext, Namer, NamerConfig, Path, TurnoutError, option
 
 from .model import valid_label_key, valid_namespace
-
-if TYPE_CHECKING:
-    from turnout.linker import BuildContext
 
 
 class K8sNamerConfig(NamerConfig):
@@ -45,7 +39,7 @@ class K8sNamerConfig(NamerConfig):
         """The fixed namespace (``io.l5d.k8s.ns``), or None when names give it."""
         return None
 
-    def new_namer(self, ctx: BuildContext | None) -> Namer:
+    def new_namer(self, ctx: BuildContext) -> Namer:
         from .namer import K8sNamer, K8sNsNamer
 
         namespace = self.namespace()
@@ -56,7 +50,7 @@ class K8sNamerConfig(NamerConfig):
             port=self.port,
             label_selector=self.label_selector,
             namespace=namespace,
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )
 
 

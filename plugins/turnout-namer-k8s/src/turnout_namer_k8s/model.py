@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.naming import Addr, AddrBound, Address, AddrNeg
+from turnout.api import Addr, AddrBound, Address, AddrNeg
 
 #: RFC 1123 label (namespaces, service names)
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -199,7 +199,8 @@ def target_port(service: Mapping[str, Any], port: int) -> int | str | None:
         if isinstance(target, str) and target.isascii() and target.isdigit():
             target = int(target)  # as Linkerd: a target port that reads as a number is one
         if _valid_port(target) or (isinstance(target, str) and target):
-            return target
+            found: int | str = target
+            return found
         return port if target in (None, 0) else None
     return None
 

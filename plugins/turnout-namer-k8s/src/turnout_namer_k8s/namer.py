@@ -1,6 +1,6 @@
 """The ``io.l5d.k8s`` / ``io.l5d.k8s.ns`` namer: Kubernetes Endpoints (and Services), watched.
 
-Each name being routed is one watch (see :class:`turnout.discovery.DiscoveryNamer`), keyed by
+Each name being routed is one watch (see :class:`turnout.api.DiscoveryNamer`), keyed by
 ``(namespace, port, service, label selector)``. A watch follows the Endpoints object of the
 service and, for a port number, the Service too, each by **list then watch**:
 
@@ -29,10 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from turnout.discovery import DiscoveryNamer, Publish
-from turnout.metrics import Counter, MetricsTree
-from turnout.naming import Activity, AddrBound, NameTree, Path
-from turnout.naming.namer import Name
+from turnout.api import (
+    Activity,
+    AddrBound,
+    Counter,
+    DiscoveryNamer,
+    MetricsTree,
+    Name,
+    NameTree,
+    Path,
+    Publish,
+)
 
 from .api import REQUEST_TIMEOUT, KubeApi, ResourceExpired, WatchEnded, watch_timeout
 from .model import ServiceKey, object_named, resource_version, select, service_key

@@ -18,5 +18,5 @@ def turnout_register_namers() -> list[type[K8sNamerConfig]]:
 
 
 @turnout.hookimpl
-def turnout_register_transformers() -> list[type[turnout.config.TransformerConfig]]:
+def turnout_register_transformers() -> list[type[turnout.TransformerConfig]]:
     return [LocalNodeTransformerConfig, DaemonSetTransformerConfig]

@@ -404,7 +404,8 @@ class _Store:
                 meta["creationTimestamp"] = _now()
             self.objects[key] = new
             self._record(_Change(self.rv, *key, old, new))
-            return json.loads(json.dumps(new))
+            copy: Obj = json.loads(json.dumps(new))
+            return copy
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj | None:
         """Delete; returns the deleted object (None when it did not exist: no change)."""
@@ -414,7 +415,7 @@ class _Store:
                 return None
             self.rv += 1
             self._record(_Change(self.rv, resource, namespace, name, old, None))
-            gone = json.loads(json.dumps(old))
+            gone: Obj = json.loads(json.dumps(old))
             gone["metadata"]["resourceVersion"] = str(self.rv)
             return gone
 

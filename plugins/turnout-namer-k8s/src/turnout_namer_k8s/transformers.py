@@ -14,19 +14,31 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from turnout.config import TransformerConfig, option
-from turnout.errors import TurnoutError
-from turnout.naming import Addr, AddrBound, Address, AddrFailed, AddrNeg, AddrPending, Path
-from turnout.naming.namer import NameBound, Namer
-from turnout.naming.transformer import AddrTransformer, NameTreeTransformer
-from turnout.naming.var import Failed, Ok, Var, derive
+from turnout.api import (
+    Addr,
+    AddrBound,
+    Address,
+    AddrFailed,
+    AddrNeg,
+    AddrPending,
+    AddrTransformer,
+    BuildContext,
+    Failed,
+    NameBound,
+    Namer,
+    NameTreeTransformer,
+    Ok,
+    Path,
+    TransformerConfig,
+    TurnoutError,
+    Var,
+    derive,
+    option,
+)
 
 from .model import NODE_NAME_KEY, parse_port, valid_namespace, valid_service
-
-if TYPE_CHECKING:
-    from turnout.linker import BuildContext
 
 Same = Callable[[Address, Address], bool]
 
@@ -139,7 +151,7 @@ class LocalNodeTransformerConfig(TransformerConfig):
         False, doc="Match by the node name in NODE_NAME instead of the /24 of POD_IP."
     )
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         if self.host_network:
             node = _env("NODE_NAME", str(self.kind), "the node's name (spec.nodeName)")
             local = Address("0.0.0.0", 0, {NODE_NAME_KEY: node})
@@ -182,14 +194,14 @@ class DaemonSetTransformerConfig(TransformerConfig):
     def default_prefix(self) -> Path:
         return Path.of(str(self.kind), self.namespace, self.port, self.service)
 
-    def new_transformer(self, ctx: BuildContext | None) -> NameTreeTransformer:
+    def new_transformer(self, ctx: BuildContext) -> NameTreeTransformer:
         from .namer import K8sNamer
 
         namer = K8sNamer(
             Path.of("#", str(self.kind)),
             host=self.k8s_host,
             port=self.k8s_port,
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )
         return GatewayTransformer(
             self.effective_prefix,

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from turnout.naming import Address, Path
+from turnout.api import Address, Path
 
 from .auth import Credentials
 
@@ -247,7 +247,7 @@ class MarathonApi:
         except TimeoutError:
             raise MarathonError(f"GET {path}: no answer within {self.timeout_seconds:g}s") from None
         except aiohttp.ClientError as e:
-            raise MarathonError(f"GET {path}: {e or type(e).__name__}") from None
+            raise MarathonError(f"GET {path}: {str(e) or type(e).__name__}") from None
         return status, _json_or_none(body, status, path)
 
     async def _login(self, stale: str | None = None) -> None:
@@ -277,7 +277,7 @@ class MarathonApi:
                     f"POST {endpoint}: no answer within {self.timeout_seconds:g}s"
                 ) from None
             except aiohttp.ClientError as e:
-                raise MarathonError(f"POST {endpoint}: {e or type(e).__name__}") from None
+                raise MarathonError(f"POST {endpoint}: {str(e) or type(e).__name__}") from None
             doc = _json_or_none(body, status, endpoint)
             if status == 401:
                 raise UnauthorizedError(f"POST {endpoint}: {_status_text(status, doc)}")

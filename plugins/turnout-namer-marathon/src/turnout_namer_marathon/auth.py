@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.errors import TurnoutError
+from turnout.api import TurnoutError
 
 DCOS_ENV = "DCOS_SERVICE_ACCOUNT_CREDENTIAL"
 BASIC_ENV = "MARATHON_HTTP_AUTH_CREDENTIAL"
@@ -59,7 +59,9 @@ class ServiceAccount:
             raise MarathonCredentialError(f"{DCOS_ENV} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise MarathonCredentialError(f"{DCOS_ENV} must be a JSON object")
-        fields = {k: data.get(k) for k in ("login_endpoint", "private_key", "scheme", "uid")}
+        fields: dict[str, Any] = {
+            k: data.get(k) for k in ("login_endpoint", "private_key", "scheme", "uid")
+        }
         missing = [k for k, v in fields.items() if not isinstance(v, str) or not v]
         if missing:
             raise MarathonCredentialError(f"{DCOS_ENV} lacks {', '.join(missing)}")

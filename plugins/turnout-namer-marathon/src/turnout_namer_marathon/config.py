@@ -8,13 +8,9 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from turnout.config import NamerConfig, option
-from turnout.config.model import ClientTlsConfig
-from turnout.naming import Path
+from turnout.api import BuildContext, ClientTlsConfig, NamerConfig, Path, client_ssl_context, option
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-
     from .namer import MarathonNamer
 
 _INET_DST = re.compile(r"^/\$/inet/(?P<host>[^/]+)/(?P<port>\d+)/?$")
@@ -42,23 +38,22 @@ def normalize_uri_prefix(prefix: str) -> str:
 
 
 def ssl_context_of(tls: ClientTlsConfig) -> ssl.SSLContext:
-    """An :class:`ssl.SSLContext` for Linkerd's client ``tls`` block (``commonName`` is used
-    as the name to verify, by the caller)."""
-    context = ssl.create_default_context()
-    cas = [*(tls.trust_certs or [])]
-    if tls.trust_certs_bundle:
-        cas.append(tls.trust_certs_bundle)
-    for ca in cas:
-        context.load_verify_locations(cafile=ca)
-    if tls.disable_validation:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if tls.client_auth:
-        context.load_cert_chain(tls.client_auth["certPath"], tls.client_auth.get("keyPath"))
-    if tls.protocols:
-        versions = sorted(_TLS_VERSIONS[p] for p in tls.protocols)
-        context.minimum_version, context.maximum_version = versions[0], versions[-1]
-    return context
+    """An :class:`ssl.SSLContext` for Linkerd's client ``tls`` block, built by turnout's shared
+    :func:`~turnout.api.client_ssl_context` (``commonName`` is the name to verify, given by the
+    caller per connection). With ``trustCerts`` or ``trustCertsBundle`` only those CAs are
+    trusted, else the system's. Raises :class:`~turnout.api.TlsError`."""
+    auth = tls.client_auth or {}
+    return client_ssl_context(
+        ca=[
+            *(tls.trust_certs or []),
+            *([tls.trust_certs_bundle] if tls.trust_certs_bundle else []),
+        ],
+        cert=auth.get("certPath"),
+        key=auth.get("keyPath"),
+        intermediates=auth.get("intermediateCertsPath"),
+        verify=not tls.disable_validation,
+        protocols=tls.protocols or None,
+    )
 
 
 class MarathonConfig(NamerConfig):
@@ -109,14 +104,16 @@ class MarathonConfig(NamerConfig):
         if self.tls is not None and self.tls.client_auth and "certPath" not in self.tls.client_auth:
             yield "tls", "clientAuth needs certPath (and keyPath)"
 
-    def new_namer(
-        self, ctx: BuildContext | None, environ: Mapping[str, str] | None = None
-    ) -> MarathonNamer:
+    def new_namer(self, ctx: BuildContext) -> MarathonNamer:
+        return self.new_namer_with(ctx, os.environ)
+
+    def new_namer_with(self, ctx: BuildContext, environ: Mapping[str, str]) -> MarathonNamer:
+        """:meth:`new_namer`, with the credentials read from ``environ`` (tests)."""
         from .api import MarathonApi
         from .auth import credentials_from_env
         from .namer import MarathonNamer
 
-        credentials = credentials_from_env(os.environ if environ is None else environ)
+        credentials = credentials_from_env(environ)
         host, port = parse_dst(self.dst) if self.dst is not None else (self.host, self.port)
         tls = self.tls if self.tls is not None and self.tls.enabled else None
         scheme = "https" if tls is not None else "http"
@@ -136,5 +133,5 @@ class MarathonConfig(NamerConfig):
             ttl=self.ttl_ms / 1000,
             jitter=self.jitter_ms / 1000,
             use_health_check=self.use_health_check,
-            metrics=ctx.metrics if ctx is not None else None,
+            metrics=ctx.metrics,
         )

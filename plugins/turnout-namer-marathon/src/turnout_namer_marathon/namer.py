@@ -12,7 +12,7 @@ As in Linkerd 1 (``io.buoyant.namer.marathon.AppIdNamer``):
   ``useHealthCheck``), or a 404, is ``Neg``.
 - The bound id is ``/#/<prefix>/<app id>``.
 
-Outages follow :mod:`turnout.discovery`: once Marathon answered, errors (refused, 5xx,
+Outages follow :class:`turnout.api.DiscoveryNamer`: once Marathon answered, errors (refused, 5xx,
 timeouts, 401) keep the last app list and the last address sets, with the error and the
 staleness shown in ``/namer_state`` and the ``namer/<prefix>/stale_seconds`` gauge; before
 any answer, names fail at once (502 with Marathon's error). Failed polls are retried after a
@@ -30,26 +30,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.discovery import DiscoveryNamer, Freshness, Publish, cancelled, reconnect_backoff
-from turnout.metrics import MetricsTree
-from turnout.naming import (
+from turnout.api import (
     Activity,
     AddrBound,
     AddrNeg,
     AddrPending,
+    DiscoveryNamer,
     Failed,
+    Freshness,
     Leaf,
+    MetricsTree,
+    Name,
     NameBound,
     NameTree,
     Neg,
     Ok,
     Path,
     Pending,
+    Publish,
     State,
     Var,
+    cancelled,
     derive_activity,
+    reconnect_backoff,
 )
-from turnout.naming.namer import Name
 
 from .api import AppNotFound, MarathonApi, MarathonError, app_addresses
 from .auth import describe

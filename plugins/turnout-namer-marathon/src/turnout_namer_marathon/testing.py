@@ -53,12 +53,13 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from turnout.api import Address
 from turnout.testing.loop import LoopThread
 from turnout.testing.net import LOCALHOST, free_port
 
@@ -512,7 +513,11 @@ class MarathonDouble:
 
     # -- HTTP ------------------------------------------------------------------------------
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         path = request.path
         if self.uri_prefix and path.startswith(self.uri_prefix):
             path = path[len(self.uri_prefix) :]
@@ -734,18 +739,28 @@ class MarathonDouble:
         return web.json_response({"token": issued})
 
 
-def _label_selector(text: str) -> list[Any]:
+def _label_selector(text: str) -> list[Callable[[Mapping[str, Any]], bool]]:
     """Marathon's ``label`` query: ``key``, ``key==value``, ``key!=value``, comma-separated."""
-    tests = []
+
+    def differs(k: str, v: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda labels: labels.get(k) != v
+
+    def equals(k: str, v: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda labels: labels.get(k) == v
+
+    def has(k: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda labels: k in labels
+
+    tests: list[Callable[[Mapping[str, Any]], bool]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "!=" in part:
             k, v = (s.strip() for s in part.split("!=", 1))
-            tests.append(lambda labels, k=k, v=v: labels.get(k) != v)
+            tests.append(differs(k, v))
         elif "==" in part:
             k, v = (s.strip() for s in part.split("==", 1))
-            tests.append(lambda labels, k=k, v=v: labels.get(k) == v)
+            tests.append(equals(k, v))
         else:
-            tests.append(lambda labels, k=part: k in labels)
+            tests.append(has(part))
     return tests
 
 
@@ -762,8 +777,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with MarathonDouble(port=args.port, uri_prefix=args.uri_prefix) as double:
         double.add_app(args.app)
         for task in args.task:
-            host, _, port = task.rpartition(":")
-            double.add_task(args.app, host, int(port))
+            address = Address.parse(task)
+            double.add_task(args.app, address.host, address.port)
         print(f"Marathon double on {double.url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:

@@ -24,8 +24,7 @@ import logging
 from typing import Any
 
 from kazoo.exceptions import NoNodeError
-from turnout.announcer import Announcement, Announcer
-from turnout.naming import Path
+from turnout.api import Announcement, Announcer, Path
 
 from .zk import NotConnected, ZkConnection
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from turnout.config import AnnouncerConfig, NamerConfig, option
-from turnout.config.schema import ConfigObject
-from turnout.naming import Path
+from turnout.api import AnnouncerConfig, BuildContext, ConfigObject, NamerConfig, Path, option
 
 if TYPE_CHECKING:  # kazoo is imported only when a namer is built
-    from turnout.linker import BuildContext
-
     from .announcer import ServersetsAnnouncer
     from .namer import ZkNamer
 
@@ -51,12 +47,6 @@ class _ZkNamerConfig(NamerConfig):
         """The kazoo connect string of ``zkAddrs``: ``"h1:2181,h2:2181"``."""
         return ",".join(addr.connect for addr in self.zk_addrs)
 
-    def _namer_args(self, ctx: BuildContext | None) -> dict[str, object]:
-        return {
-            "session_timeout": self.session_timeout_ms / 1000,
-            "metrics": ctx.metrics if ctx is not None else None,
-        }
-
 
 class ServersetsConfig(_ZkNamerConfig):
     """Twitter ServerSets in ZooKeeper: ``/#/io.l5d.serversets/<znode path>[:<endpoint>]``
@@ -67,11 +57,16 @@ class ServersetsConfig(_ZkNamerConfig):
 
     kind = "io.l5d.serversets"
 
-    def new_namer(self, ctx: BuildContext | None) -> ZkNamer[tuple[str, str | None]]:
+    def new_namer(self, ctx: BuildContext) -> ZkNamer[tuple[str, str | None]]:
         from .namer import ServersetsNamer
 
         prefix = Path.of("#") + self.effective_prefix
-        return ServersetsNamer(prefix, self.connect_string, **self._namer_args(ctx))  # type: ignore[arg-type]
+        return ServersetsNamer(
+            prefix,
+            self.connect_string,
+            session_timeout=self.session_timeout_ms / 1000,
+            metrics=ctx.metrics,
+        )
 
 
 class ZkLeaderConfig(_ZkNamerConfig):
@@ -82,11 +77,16 @@ class ZkLeaderConfig(_ZkNamerConfig):
 
     kind = "io.l5d.zkLeader"
 
-    def new_namer(self, ctx: BuildContext | None) -> ZkNamer[str]:
+    def new_namer(self, ctx: BuildContext) -> ZkNamer[str]:
         from .namer import ZkLeaderNamer
 
         prefix = Path.of("#") + self.effective_prefix
-        return ZkLeaderNamer(prefix, self.connect_string, **self._namer_args(ctx))  # type: ignore[arg-type]
+        return ZkLeaderNamer(
+            prefix,
+            self.connect_string,
+            session_timeout=self.session_timeout_ms / 1000,
+            metrics=ctx.metrics,
+        )
 
 
 class ServersetsAnnouncerConfig(AnnouncerConfig):
@@ -116,7 +116,7 @@ class ServersetsAnnouncerConfig(AnnouncerConfig):
         if not self.zk_addrs:
             yield "zkAddrs", "give at least one ZooKeeper server ({host, port})"
 
-    def new_announcer(self, ctx: BuildContext | None) -> ServersetsAnnouncer:
+    def new_announcer(self, ctx: BuildContext) -> ServersetsAnnouncer:
         from .announcer import ServersetsAnnouncer
 
         hosts = ",".join(addr.connect for addr in self.zk_addrs)

@@ -1,6 +1,6 @@
 """The ``io.l5d.serversets`` and ``io.l5d.zkLeader`` namers: ZooKeeper watches, not polling.
 
-Both are :class:`turnout.discovery.DiscoveryNamer` s: the base starts one watch per key (a
+Both are :class:`turnout.api.DiscoveryNamer` s: the base starts one watch per key (a
 znode) when a route first needs it, keeps the last good address set through outages, fails
 fast before the first answer and restarts a failed watch after a backoff. This module only
 says how to read a key and when to read it again:
@@ -30,9 +30,16 @@ from typing import Any, TypeVar
 
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
-from turnout.discovery import DiscoveryNamer, Publish, reconnect_backoff
-from turnout.metrics import MetricsTree
-from turnout.naming import Addr, AddrBound, AddrNeg, Path
+from turnout.api import (
+    Addr,
+    AddrBound,
+    AddrNeg,
+    DiscoveryNamer,
+    MetricsTree,
+    Path,
+    Publish,
+    reconnect_backoff,
+)
 
 from .serverset import (
     BadData,

@@ -7,7 +7,7 @@ Importing it is cheap: kazoo is imported only when a configuration uses one of t
 from __future__ import annotations
 
 import turnout
-from turnout.config import AnnouncerConfig, NamerConfig
+from turnout.api import AnnouncerConfig, NamerConfig
 
 from .config import ServersetsAnnouncerConfig, ServersetsConfig, ZkLeaderConfig
 

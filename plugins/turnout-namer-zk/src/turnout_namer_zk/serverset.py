@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from turnout.naming import Addr, AddrBound, Address, AddrNeg, Path
+from turnout.api import Addr, AddrBound, Address, AddrNeg, Path
 
 #: the prefix of ServerSet member nodes (Finagle's ``Entry.EndpointPrefix``)
 MEMBER_PREFIX = "member_"
@@ -67,10 +67,13 @@ def zk_path(path: Path) -> str | None:
     cannot name a znode (``.``, ``..``, invalid UTF-8)."""
     if len(path) == 0:
         return None
-    segments = [_segment(label) for label in path]
-    if any(s is None for s in segments):
-        return None
-    return "/" + "/".join(segments)  # type: ignore[arg-type]
+    segments: list[str] = []
+    for label in path:
+        segment = _segment(label)
+        if segment is None:
+            return None
+        segments.append(segment)
+    return "/" + "/".join(segments)
 
 
 def serverset_key(path: Path) -> tuple[str, str | None] | None:
@@ -217,14 +220,10 @@ def leader_of(children: Iterable[str]) -> str | None:
 
 
 def _hostport(text: str) -> Address:
-    host, colon, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not colon or not host or not (port.isascii() and port.isdigit()):
-        raise BadData(f"expected host:port, got {text!r}")
-    number = int(port)
-    if not 0 < number <= 65535:
-        raise BadData(f"port out of range in {text!r}")
-    return Address(host, number)
+    try:
+        return Address.parse(text)
+    except ValueError as e:
+        raise BadData(str(e)) from None
 
 
 def parse_leader_data(data: bytes) -> list[Address]:

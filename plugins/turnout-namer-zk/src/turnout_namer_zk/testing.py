@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient
-from turnout.naming import (
+from turnout.api import (
     Activity,
     Addr,
     AddrBound,
@@ -138,7 +138,7 @@ class ZooKeeperServer:
     @property
     def pid(self) -> int | None:
         """The server's process id while it runs, else None."""
-        return self.proc.pid if self.running() else None  # type: ignore[union-attr]
+        return self.proc.pid if self.proc is not None and self.running() else None
 
     def zk_addrs(self) -> list[dict[str, Any]]:
         """``zkAddrs`` as a Linkerd namer config wants it: ``[{"host": ..., "port": ...}]``."""

@@ -69,7 +69,7 @@ class Epoch:
             callback()
 
 
-class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
     """kazoo's logger. kazoo logs every failed connection attempt at WARNING; during an
     outage only the first message above DEBUG keeps its level, the rest are DEBUG until the
     client is connected again (turnout's rule: warn once, then debug)."""

@@ -20,10 +20,10 @@ import os
 import time
 from typing import IO, TYPE_CHECKING
 
-from turnout.errors import TurnoutError
+from turnout.api import TurnoutError
 
 if TYPE_CHECKING:
-    from .proxy import Exchange
+    from .exchange import Exchange
 
 log = logging.getLogger("turnout.http.accesslog")
 

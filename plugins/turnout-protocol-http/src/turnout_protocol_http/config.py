@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from turnout.config import (
+from turnout.api import (
     IdentifierConfig,
+    Path,
     ResponseClassifierConfig,
     RouterConfig,
     ServerConfig,
     option,
 )
-from turnout.naming import Path
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
+    from turnout.api import BuildContext
 
     from .classifiers import Classifier
     from .identifiers import Identifier
@@ -125,7 +125,7 @@ class HttpRouterConfig(RouterConfig):
     kind = "http"
     default_port = 4140
 
-    servers: list[HttpServerConfig] = option(doc="Where the router listens.")
+    servers: list[HttpServerConfig] = option(doc="Where the router listens.")  # type: ignore[assignment]  # (the loader reads items as HttpServerConfig, a ServerConfig)
     identifier: HttpIdentifierConfig | list[HttpIdentifierConfig] | None = option(
         None,
         doc="How requests are named (default: io.l5d.header.token on Host); tried in order.",

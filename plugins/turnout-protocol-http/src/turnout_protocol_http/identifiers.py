@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from turnout.errors import ParseError
-from turnout.naming import Path
+from turnout.api import ParseError, Path
 
 _CACHE_LIMIT = 10_000
 
@@ -32,17 +31,18 @@ class HeaderTokenIdentifier(Identifier):
     def __init__(self, prefix: Path, header: str) -> None:
         self.prefix = prefix
         self.lname = header.lower().encode("latin-1")
-        self._cache: dict[bytes, Path] = {}
+        #: names by header value (public: the HTTP router looks Host up in it directly)
+        self.cache: dict[bytes, Path] = {}
 
     def identify(self, req: Request) -> Path | None:
         value = req.header(self.lname)
         if not value:
             return None
-        path = self._cache.get(value)
+        path = self.cache.get(value)
         if path is None:
-            if len(self._cache) > _CACHE_LIMIT:
-                self._cache.clear()
-            path = self._cache[value] = self.prefix + Path(value)
+            if len(self.cache) > _CACHE_LIMIT:
+                self.cache.clear()
+            path = self.cache[value] = self.prefix + Path(value)
         return path
 
 
@@ -81,7 +81,7 @@ class PathIdentifier(Identifier):
         if len(parts) < self.segments:
             return None
         if self.consume:
-            req.target = _consume(req.target, self.segments)  # type: ignore[misc]
+            req.target = _consume(req.target, self.segments)
         return self.prefix + Path(*parts[: self.segments])
 
 

@@ -4,7 +4,7 @@ response classifiers. Hook implementations only; the rest is imported lazily."""
 from __future__ import annotations
 
 from turnout import hookimpl
-from turnout.config import IdentifierConfig, ResponseClassifierConfig, RouterConfig
+from turnout.api import IdentifierConfig, ResponseClassifierConfig, RouterConfig
 
 from .config import CLASSIFIERS, IDENTIFIERS, HttpRouterConfig
 

@@ -11,7 +11,7 @@ peer's address; and the context would be fixed for the server's life. Instead ea
 connection starts as a :class:`TlsAcceptor` that, before anything is read, puts the loop's own
 TLS protocol (what ``create_server(ssl=...)`` would have used) with the server's *current*
 context (rotation replaces it) on the socket and watches the handshake; the router's
-:class:`~turnout_protocol_http.proxy.ServerProtocol` gets the TLS transport once it succeeded.
+:class:`~turnout_protocol_http.downstream.ServerProtocol` gets the TLS transport once it succeeded.
 (``loop.start_tls`` from a task would be too late: uvloop starts reading right after
 ``connection_made``, so the ClientHello would reach the wrong protocol.)
 """
@@ -28,13 +28,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from turnout import tls as core_tls
-from turnout.errors import TurnoutError
+from turnout.api import FileWatcher, TlsError, TurnoutError, client_tls, server_context
 
 if TYPE_CHECKING:
-    from turnout.config.model import ClientTlsConfig, TlsServerConfig
-    from turnout.metrics import Counter, MetricsTree
-    from turnout.router.policy import ClientPolicy
+    from turnout.api import ClientPolicy, ClientTlsConfig, Counter, MetricsTree, TlsServerConfig
 
 log = logging.getLogger("turnout.http.tls")
 
@@ -52,14 +49,14 @@ class TlsServer:
         self.config = config
         #: the context new handshakes use (replaced when the certificate files change)
         try:
-            self.context: ssl.SSLContext = core_tls.server_context(config)
-        except core_tls.TlsError as e:  # (checked with the config; a file changed since)
+            self.context: ssl.SSLContext = server_context(config)
+        except TlsError as e:  # (checked with the config; a file changed since)
             raise TurnoutError(f"server tls.{e.key}: {e.message}") from None
         #: client certificates are asked for (caCertPath set): their identity can be forwarded
         self.verifies_clients = config.ca_cert_path is not None
         self.pending: set[TlsAcceptor] = set()
         self.failures: Counter | None = None
-        self.watcher: core_tls.FileWatcher | None = None
+        self.watcher: FileWatcher | None = None
         self._logged: dict[str, float] = {}
 
     def start(self, metrics: MetricsTree, scope: tuple[str, ...], what: str) -> None:
@@ -69,10 +66,10 @@ class TlsServer:
         paths = [cfg.cert_path, cfg.key_path]
         if cfg.intermediate_certs_path is not None:
             paths.append(cfg.intermediate_certs_path)
-        self.watcher = core_tls.FileWatcher(
+        self.watcher = FileWatcher(
             what,
             paths,
-            lambda: core_tls.server_context(cfg),
+            lambda: server_context(cfg),
             self._install,
             metrics.counter(*scope, "tls", "reloads"),
             metrics.counter(*scope, "tls", "reload_failures"),
@@ -127,7 +124,7 @@ def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
         cls = getattr(sys.modules.get("uvloop.loop"), "SSLProtocol", None)
         if cls is not None:
             return cls
-    return asyncio.sslproto.SSLProtocol
+    return asyncio.sslproto.SSLProtocol  # type: ignore[attr-defined]  # (asyncio's SSL protocol class: not in typeshed)
 
 
 class TlsAcceptor:
@@ -250,8 +247,8 @@ def pool_tls(policy: ClientPolicy) -> dict[str, Any]:
     connections are all TLS or all plain text."""
     cfg: ClientTlsConfig | None = policy.tls
     try:
-        made = core_tls.client_tls(cfg, policy.captures)
-    except core_tls.TlsError as e:  # (checked with the config; a file changed since)
+        made = client_tls(cfg, policy.captures)
+    except TlsError as e:  # (checked with the config; a file changed since)
         # never plain text instead: a context that trusts nothing fails every handshake
         log.error("client tls.%s: %s; connections to this client will fail", e.key, e.message)
         return {"ssl": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "server_hostname": "invalid"}

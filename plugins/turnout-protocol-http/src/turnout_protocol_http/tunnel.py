@@ -24,8 +24,8 @@ them, they are closed when the router stops accepting (and aborted, if still ope
 closes); idle sweeps leave them alone. Counted in ``rt/<router>/server/<ip>/<port>/upgrades``
 and ``.../tunnels`` (open now), and the same two names under the client's scope.
 
-This module is not compiled (proxy.py and runtime.py are): it runs once per upgrade and per
-tunnelled read, never on the per-request path.
+This module is not compiled (the data path is: see setup.py): it runs once per upgrade and
+per tunnelled read, never on the per-request path.
 """
 
 from __future__ import annotations
@@ -37,18 +37,19 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from .exchange import HIGH_WATER
 from .wire import CRLF, VIA_TOKEN, connection_tokens
 
 if TYPE_CHECKING:
-    from turnout.router import Client
+    from turnout.api import Client
 
-    from .proxy import Exchange, ServerProtocol, UpstreamProtocol
-    from .runtime import HttpRouter, ServerRuntime
+    from .downstream import ServerProtocol
+    from .exchange import Exchange
+    from .runtime import HttpRouter
+    from .servers import ServerRuntime
+    from .upstream import UpstreamProtocol
 
 log = logging.getLogger("turnout.http")
-
-#: (proxy.HIGH_WATER; not imported from there: proxy imports this module)
-HIGH_WATER = 65536
 
 _WEBSOCKET = b"websocket"
 #: the end of a chunked body with no trailers, as ServerProtocol.on_message_complete adds it
@@ -125,7 +126,7 @@ def after_upgrade_request(conn: ServerProtocol, rest: bytes) -> bytes:
         ex.lines += (b"Upgrade: websocket\r\n", b"Connection: Upgrade\r\n")
         ex.lnames += (b"upgrade", b"connection")
         stash = _Stash(conn)
-        conn.parser = stash
+        conn.parser = stash  # type: ignore[assignment]  # (a stand-in: only feed_data is called while switching)
         if rest:
             stash.feed_data(rest)
         return b""
@@ -289,8 +290,8 @@ def open_tunnel(up: UpstreamProtocol, ex: Exchange, rest: bytes) -> None:
     # access log, in-flight counts; the connection is released, and closed (up.transport is
     # None: the transport stays open)
     router.response_complete(ex, up)
-    downstream.set_protocol(tunnel.down)
-    upstream.set_protocol(tunnel.up)
+    downstream.set_protocol(tunnel.down)  # type: ignore[arg-type]  # (a Protocol by its methods)
+    upstream.set_protocol(tunnel.up)  # type: ignore[arg-type]  # (a Protocol by its methods)
     conn.paused_reading = False
     if early:
         upstream.write(early)

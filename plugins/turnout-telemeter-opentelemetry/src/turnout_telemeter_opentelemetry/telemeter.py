@@ -36,17 +36,22 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import turnout
-from turnout.config import TelemeterConfig, option
-from turnout.telemetry import Telemeter
-from turnout.tracing import Span, Tracer
+from turnout.api import (
+    BuildContext,
+    Counter,
+    MetricsTree,
+    Span,
+    Telemeter,
+    TelemeterConfig,
+    Tracer,
+    option,
+)
 
 from . import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from turnout.linker import BuildContext
-    from turnout.metrics import MetricsTree
 
 log = logging.getLogger("turnout.opentelemetry")
 
@@ -224,8 +229,6 @@ class OpenTelemetryTelemeter(Telemeter, Tracer):
             self._retries = metrics.counter(*scope, "send_retries")
             metrics.gauge(*scope, "queued", fn=lambda: len(self.queue))
         else:
-            from turnout.metrics import Counter
-
             self._sent, self._dropped, self._rejected = Counter(), Counter(), Counter()
             self._failures, self._retries = Counter(), Counter()
 
@@ -237,12 +240,16 @@ class OpenTelemetryTelemeter(Telemeter, Tracer):
         interval = self.config.flush_interval_ms / 1000
         while not self._closing:
             await asyncio.sleep(interval)
-            if self._closing:
+            if self.closing():  # close() may have begun while this task slept
                 return
             try:
                 await self.flush()
             except Exception as e:  # keep exporting whatever happened to one flush
                 self._warn("exporting spans failed unexpectedly: %r", e, exc_info=True)
+
+    def closing(self) -> bool:
+        """Whether :meth:`close` has begun."""
+        return self._closing
 
     async def close(self) -> None:
         """A last flush (at most 2 s, and none while the collector asked us to wait), then

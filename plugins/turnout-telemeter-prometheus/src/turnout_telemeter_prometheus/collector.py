@@ -9,7 +9,7 @@ series texts kept between scrapes. The per-key naming is cached too (a key's nam
 changes while the set of client/service scopes stays the same).
 
 Histograms of the tree keep per-bucket counts for the current and the previous minute only
-(:mod:`turnout.metrics`), while Prometheus wants cumulative ``_bucket``/``_sum``/``_count``
+(:class:`turnout.api.Histogram`), while Prometheus wants cumulative ``_bucket``/``_sum``/``_count``
 series. :class:`HistogramTotals` therefore follows every histogram's windows (at each scrape
 and every 20 s from :meth:`observe`) and accumulates their deltas into all-time per-bucket
 totals.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from turnout.metrics import BOUNDS, VALUES, Counter, Gauge, Histogram, MetricsTree, SumCounter
+from turnout.api import BOUNDS, VALUES, Counter, Gauge, Histogram, MetricsTree, SumCounter
 
 from .config import DEFAULT_BUCKETS
 from .naming import Key, Kind, Naming, Series, anchors_of, split
@@ -139,7 +139,7 @@ class _Totals:
             self.sum += missing * VALUES[i]
 
     def snapshot(self) -> dict[str, float]:
-        """The histogram's :meth:`~turnout.metrics.Histogram.snapshot`, computed again only
+        """The histogram's :meth:`~turnout.api.Histogram.snapshot`, computed again only
         when its window changed (call :meth:`update` first)."""
         cached = self.snap
         if cached is None or cached[0] != self.version:
@@ -281,7 +281,7 @@ class _Families:
 
 
 class TreeCollector(Collector):
-    """The families of a :class:`~turnout.metrics.MetricsTree`, named by ``naming``.
+    """The families of a :class:`~turnout.api.MetricsTree`, named by ``naming``.
 
     :meth:`collect` yields them as prometheus-client ``Metric`` objects (for
     ``generate_latest`` and any registry); :meth:`render_text` writes the same exposition

@@ -7,11 +7,9 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from turnout.config import TelemeterConfig, option
+from turnout.api import BuildContext, TelemeterConfig, option
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-
     from .telemeter import PrometheusTelemeter
 
 #: default histogram buckets for latencies, in seconds

@@ -8,9 +8,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from turnout.admin_routes import AdminRoute
-from turnout.metrics import WINDOW, MetricsTree
-from turnout.telemetry import Telemeter
+from turnout.api import WINDOW, AdminRoute, MetricsTree, Telemeter
 
 from .collector import TreeCollector
 from .config import DEFAULT_BUCKETS, PrometheusConfig

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from turnout.config import TelemeterConfig, option
+from turnout.api import BuildContext, TelemeterConfig, option
 
 if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-
     from .telemeter import StatsdTelemeter
 
 

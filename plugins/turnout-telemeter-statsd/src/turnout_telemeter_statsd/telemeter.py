@@ -29,8 +29,16 @@ import time
 from array import array
 from collections.abc import Iterator
 
-from turnout.metrics import BOUNDS, VALUES, Counter, Gauge, Histogram, MetricsTree, SumCounter
-from turnout.telemetry import Telemeter
+from turnout.api import (
+    BOUNDS,
+    VALUES,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricsTree,
+    SumCounter,
+    Telemeter,
+)
 
 log = logging.getLogger("turnout.telemeter.statsd")
 

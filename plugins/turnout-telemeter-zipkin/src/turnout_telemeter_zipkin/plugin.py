@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from turnout import hookimpl
-from turnout.config import TelemeterConfig
+from turnout.api import TelemeterConfig
 
 from .telemeter import ZipkinConfig
 

@@ -18,16 +18,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-from turnout.config import TelemeterConfig, option
-from turnout.telemetry import Telemeter
-from turnout.tracing import Span, Tracer
-
-if TYPE_CHECKING:
-    from turnout.linker import BuildContext
-    from turnout.metrics import MetricsTree
+from turnout.api import (
+    BuildContext,
+    Counter,
+    MetricsTree,
+    Span,
+    Telemeter,
+    TelemeterConfig,
+    Tracer,
+    option,
+)
 
 log = logging.getLogger("turnout.zipkin")
 
@@ -85,8 +88,6 @@ class ZipkinTelemeter(Telemeter, Tracer):
             self._failures = metrics.counter(*scope, "send_failures")
             metrics.gauge(*scope, "queued", fn=lambda: len(self.queue))
         else:
-            from turnout.metrics import Counter
-
             self._sent, self._dropped, self._failures = Counter(), Counter(), Counter()
 
     # -- Telemeter -------------------------------------------------------------------------

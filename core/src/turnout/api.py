@@ -1,0 +1,311 @@
+"""The public plugin API: every name of turnout a plugin may use, in one module.
+
+A plugin (a namer, telemeter, announcer, transformer, interpreter or protocol distribution)
+imports turnout's names from here (``from turnout.api import Namer, Path``) or, equally, from
+the package itself (``turnout.Namer``: the same objects). The modules these names live in are
+turnout's internals: they may be moved, split or renamed in any release; this list changes
+only with notice. A test (``core/tests/test_import_boundary.py``) fails when a plugin of this
+repository imports anything else of turnout at run time. Plugins' tests also use the test kit
+:mod:`turnout.testing`, which is public for tests only.
+
+What is here, by the part of a plugin that needs it:
+
+- **Registering**: :data:`hookimpl` (the hooks are documented in :mod:`turnout.hookspecs`).
+- **Configuration**: :class:`ConfigObject` and :func:`option` (declaring options), the base of
+  each family a plugin can add a kind to (:class:`NamerConfig`, :class:`TelemeterConfig`,
+  :class:`AnnouncerConfig`, :class:`TransformerConfig`, :class:`InterpreterConfig`,
+  :class:`RouterConfig`, :class:`IdentifierConfig`, :class:`LoadBalancerConfig`,
+  :class:`FailureAccrualConfig`, :class:`ResponseClassifierConfig`), the shared option groups
+  (:class:`ServerConfig`, :class:`ClientTlsConfig`, :class:`TlsServerConfig`) and the whole
+  file (:class:`LinkerConfig`, what ``turnout_configure`` receives).
+- **Building**: :class:`BuildContext`, the ``ctx`` every factory receives; :class:`Linker`,
+  what the lifecycle hooks receive; :class:`RouterRuntime`, what ``new_router`` returns.
+- **Naming**: :class:`Path`, :class:`Dtab`, :class:`Dentry`, :class:`NameTree` and its nodes
+  (:class:`Leaf`, :class:`Alt`, :class:`Union`, :class:`Weighted`, :data:`Neg`,
+  :data:`Fail`, :data:`Empty`), :class:`Name` and :class:`NameBound`, the address states
+  (:class:`Addr`: :data:`AddrPending`, :data:`AddrNeg`, :class:`AddrFailed`,
+  :class:`AddrBound` of :class:`Address` es, whose weight is the :data:`WEIGHT_KEY` metadata),
+  :class:`Namer`, :class:`NameInterpreter` and the transformers' bases
+  (:class:`NameTreeTransformer`, :class:`AddrTransformer`).
+- **Observable values**: :class:`Var`, :class:`Activity` and its :class:`State` s
+  (:data:`Pending`, :class:`Ok`, :class:`Failed`), :func:`derive`, :func:`derive_activity`.
+- **Service discovery**: :class:`DiscoveryNamer` (the base of every namer that watches a
+  discovery system), :data:`Publish`, :func:`reconnect_backoff`, :class:`Freshness`,
+  :func:`cancelled`; :class:`Announcer` and :class:`Announcement`; connecting:
+  :func:`open_connection`, :class:`InetResolver`, :func:`default_resolver`,
+  :func:`ip_literal`, :data:`Lookup`; TLS to a back-end: :func:`client_ssl_context`.
+- **Telemetry**: :class:`Telemeter`, :class:`Tracer`, :class:`Span`, :class:`MetricsTree`
+  and its :class:`Counter`, :class:`SumCounter`, :class:`Gauge`, :class:`Histogram`
+  (bucket :data:`BOUNDS` and :data:`VALUES`, the :data:`WINDOW` of histograms),
+  :class:`AdminRoute`.
+- **Protocols**: the request stack (see docs/architecture.md): :class:`RequestStack` and
+  :class:`Call` (subclass them), :class:`Counts`, :class:`Tally`, :class:`ServerStats`,
+  :class:`RouteCache`, the classifier verdicts :data:`SUCCESS`, :data:`FAILURE`,
+  :data:`RETRYABLE`, :data:`MAX_RETRIES`, :data:`MAX_REQUEUES`; the binding cache it
+  routes with (:func:`core_router`, :class:`Router`, :class:`Route`, :class:`Client`,
+  :class:`Endpoint`, :class:`RouteError`, :class:`ClientPolicy`,
+  :data:`DEFAULT_POOL_IDLE_TIME_MS`) and the request dtab limits
+  (:data:`MAX_REQUEST_DTAB_BYTES`, :data:`MAX_REQUEST_DTAB_ENTRIES`); tracing a request
+  (:func:`tracing_of`, :class:`Tracing`, :class:`ServerTrace`, :data:`TRACE_HEADERS`);
+  TLS of servers and clients (:func:`server_context`, :func:`client_tls`,
+  :class:`ClientTls`, :class:`FileWatcher`).
+- **Load balancers and failure accrual**: :class:`Balancer`, :class:`FailureAccrual`,
+  :class:`Endpoint`, :data:`Backoff` (:func:`constant_backoff`,
+  :func:`equal_jittered_backoff`, :func:`decorrelated_jittered_backoff`,
+  :data:`DEFAULT_ACCRUAL_BACKOFF`), :func:`balancer_for`, :func:`accrual_for`.
+- **Errors**: :class:`TurnoutError` and its kinds (:class:`ParseError`,
+  :class:`ConfigError` with :class:`ConfigProblem` s, :class:`PluginError`,
+  :class:`BindingError`), :class:`TlsError`.
+
+Importing this module imports the parts of turnout these names come from (about what
+``turnout run`` loads anyway); ``import turnout`` alone stays cheap and imports this module the
+first time one of its names is asked for.
+"""
+
+from __future__ import annotations
+
+from .admin_routes import AdminRoute
+from .announcer import Announcement, Announcer
+from .config import (
+    AnnouncerConfig,
+    ConfigObject,
+    FailureAccrualConfig,
+    IdentifierConfig,
+    InterpreterConfig,
+    LinkerConfig,
+    LoadBalancerConfig,
+    NamerConfig,
+    ResponseClassifierConfig,
+    RouterConfig,
+    ServerConfig,
+    TelemeterConfig,
+    TransformerConfig,
+    option,
+)
+from .config.model import ClientTlsConfig, TlsServerConfig
+from .context import BuildContext
+from .discovery import DiscoveryNamer, Freshness, Publish, cancelled, reconnect_backoff
+from .errors import (
+    BindingError,
+    ConfigError,
+    ConfigProblem,
+    ParseError,
+    PluginError,
+    TurnoutError,
+)
+from .hookspecs import hookimpl
+from .linker import Linker, RouterRuntime
+from .metrics import (
+    BOUNDS,
+    VALUES,
+    WINDOW,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricsTree,
+    SumCounter,
+)
+from .naming import (
+    Activity,
+    Addr,
+    AddrBound,
+    Address,
+    AddrFailed,
+    AddrNeg,
+    AddrPending,
+    Alt,
+    Dentry,
+    Dtab,
+    Empty,
+    Fail,
+    Failed,
+    InetResolver,
+    Leaf,
+    Name,
+    NameBound,
+    NameInterpreter,
+    Namer,
+    NameTree,
+    Neg,
+    Ok,
+    Path,
+    Pending,
+    State,
+    Union,
+    Var,
+    Weighted,
+    derive,
+    derive_activity,
+)
+from .naming.addr import WEIGHT_KEY
+from .naming.dtab import MAX_REQUEST_DTAB_BYTES, MAX_REQUEST_DTAB_ENTRIES
+from .naming.inet import Lookup, default_resolver, ip_literal, open_connection
+from .naming.transformer import AddrTransformer, NameTreeTransformer
+from .router import (
+    DEFAULT_ACCRUAL_BACKOFF,
+    Backoff,
+    Balancer,
+    Client,
+    ClientPolicy,
+    Endpoint,
+    FailureAccrual,
+    Route,
+    RouteError,
+    Router,
+    accrual_for,
+    balancer_for,
+    constant_backoff,
+    decorrelated_jittered_backoff,
+    equal_jittered_backoff,
+)
+from .router.policy import DEFAULT_POOL_IDLE_TIME_MS
+from .router.stack import (
+    FAILURE,
+    MAX_REQUEUES,
+    MAX_RETRIES,
+    RETRYABLE,
+    SUCCESS,
+    Call,
+    Counts,
+    RequestStack,
+    RouteCache,
+    ServerStats,
+    Tally,
+    core_router,
+    tracing_of,
+)
+from .telemetry import Telemeter
+from .tls import (
+    ClientTls,
+    FileWatcher,
+    TlsError,
+    client_ssl_context,
+    client_tls,
+    server_context,
+)
+from .tracing import TRACE_HEADERS, ServerTrace, Span, Tracer, Tracing
+
+__all__ = [
+    "BOUNDS",
+    "DEFAULT_ACCRUAL_BACKOFF",
+    "DEFAULT_POOL_IDLE_TIME_MS",
+    "FAILURE",
+    "MAX_REQUEST_DTAB_BYTES",
+    "MAX_REQUEST_DTAB_ENTRIES",
+    "MAX_REQUEUES",
+    "MAX_RETRIES",
+    "RETRYABLE",
+    "SUCCESS",
+    "TRACE_HEADERS",
+    "VALUES",
+    "WEIGHT_KEY",
+    "WINDOW",
+    "Activity",
+    "Addr",
+    "AddrBound",
+    "AddrFailed",
+    "AddrNeg",
+    "AddrPending",
+    "AddrTransformer",
+    "Address",
+    "AdminRoute",
+    "Alt",
+    "Announcement",
+    "Announcer",
+    "AnnouncerConfig",
+    "Backoff",
+    "Balancer",
+    "BindingError",
+    "BuildContext",
+    "Call",
+    "Client",
+    "ClientPolicy",
+    "ClientTls",
+    "ClientTlsConfig",
+    "ConfigError",
+    "ConfigObject",
+    "ConfigProblem",
+    "Counter",
+    "Counts",
+    "Dentry",
+    "DiscoveryNamer",
+    "Dtab",
+    "Empty",
+    "Endpoint",
+    "Fail",
+    "Failed",
+    "FailureAccrual",
+    "FailureAccrualConfig",
+    "FileWatcher",
+    "Freshness",
+    "Gauge",
+    "Histogram",
+    "IdentifierConfig",
+    "InetResolver",
+    "InterpreterConfig",
+    "Leaf",
+    "Linker",
+    "LinkerConfig",
+    "LoadBalancerConfig",
+    "Lookup",
+    "MetricsTree",
+    "Name",
+    "NameBound",
+    "NameInterpreter",
+    "NameTree",
+    "NameTreeTransformer",
+    "Namer",
+    "NamerConfig",
+    "Neg",
+    "Ok",
+    "ParseError",
+    "Path",
+    "Pending",
+    "PluginError",
+    "Publish",
+    "RequestStack",
+    "ResponseClassifierConfig",
+    "Route",
+    "RouteCache",
+    "RouteError",
+    "Router",
+    "RouterConfig",
+    "RouterRuntime",
+    "ServerConfig",
+    "ServerStats",
+    "ServerTrace",
+    "Span",
+    "State",
+    "SumCounter",
+    "Tally",
+    "Telemeter",
+    "TelemeterConfig",
+    "TlsError",
+    "TlsServerConfig",
+    "Tracer",
+    "Tracing",
+    "TransformerConfig",
+    "TurnoutError",
+    "Union",
+    "Var",
+    "Weighted",
+    "accrual_for",
+    "balancer_for",
+    "cancelled",
+    "client_ssl_context",
+    "client_tls",
+    "constant_backoff",
+    "core_router",
+    "decorrelated_jittered_backoff",
+    "default_resolver",
+    "derive",
+    "derive_activity",
+    "equal_jittered_backoff",
+    "hookimpl",
+    "ip_literal",
+    "open_connection",
+    "option",
+    "reconnect_backoff",
+    "server_context",
+    "tracing_of",
+]
