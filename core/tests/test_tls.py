@@ -369,3 +369,37 @@ def test_asyncio_server_handshake(pki: Pki) -> None:
     assert asyncio.run(talk()) == (b"ping", "http/1.1")
     t.join(5)
     sock.close()
+
+
+def test_client_contexts_follow_their_files(pki: Pki, tmp_path: Path) -> None:
+    """A new trusted CA and a new client certificate take effect for new connections without
+    a restart; a new set that does not load keeps the old context and is counted."""
+    ca_file = tmp_path / "trust.pem"
+    ca_file.write_bytes(pki.ca_path.read_bytes())
+    cert, key = pki.leaf("client.example", stem="client")
+    cfg = ClientTlsConfig(
+        common_name="svc.example",
+        trust_certs_bundle=str(ca_file),
+        client_auth={"certPath": cert, "keyPath": key},
+    )
+    made = tls.client_tls(cfg, {})
+    assert made is not None
+    old = made.context
+    before = list(tls.CLIENT_RELOADS)
+    other = Pki(tmp_path, name="other")  # the servers' certificates move to another CA
+    server_cert, server_key = other.leaf("svc.example", stem="server")
+    server = tls.server_context(server_cfg(cert_path=server_cert, key_path=server_key))
+    with pytest.raises(ssl.SSLError):
+        handshake(server, made.kwargs()["ssl"], "svc.example")
+    ca_file.write_bytes(other.ca_path.read_bytes())
+    made._follow_files(interval=0)
+    assert made.context is not old and (made.reloads, made.reload_failures) == (1, 0)
+    handshake(server, made.kwargs()["ssl"], "svc.example")  # the new CA is trusted
+    # a key that no longer matches its certificate: the last good context stays
+    Path(key).write_bytes(Path(pki.leaf(stem="stray")[1]).read_bytes())
+    current = made.context
+    made._follow_files(interval=0)
+    assert made.context is current and (made.reloads, made.reload_failures) == (1, 1)
+    made._follow_files(interval=0)  # (reported once, not at every connection)
+    assert made.reload_failures == 1
+    assert [a - b for a, b in zip(tls.CLIENT_RELOADS, before, strict=True)] == [1, 1]

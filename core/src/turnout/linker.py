@@ -33,6 +33,7 @@ from .naming.transformer import TransformingInterpreter, TransformingNamer
 from .plugin_manager import Plugins
 from .process_stats import ProcessStats
 from .telemetry import Telemeter
+from .tls import CLIENT_RELOADS
 from .tracing import Tracing
 
 log = logging.getLogger("turnout")
@@ -143,6 +144,10 @@ class Linker:
         self._shutdown = asyncio.Event()
         self.spawn(self._tick())
         self.process_stats = ProcessStats(self.metrics)
+        self.metrics.derived_counter("tls", "client", "reloads", fn=lambda: CLIENT_RELOADS[0])
+        self.metrics.derived_counter(
+            "tls", "client", "reload_failures", fn=lambda: CLIENT_RELOADS[1]
+        )
         # out of descriptors on accept(): counted and logged once per interval (asyncio's
         # loop reports it to the handler; under uvloop, the stats' probe notices it). The
         # handler stays after close(): asyncio may report a late accept retry then.

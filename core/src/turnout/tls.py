@@ -26,8 +26,8 @@ import os
 import re
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -320,6 +320,12 @@ def server_context(cfg: TlsServerConfig, *, alpn: list[str] | None = None) -> ss
     return ctx
 
 
+def load_chain_into(ctx: ssl.SSLContext, cfg: TlsServerConfig) -> None:
+    """Load ``cfg``'s certificate chain and key into ``ctx`` again (rotation of a context
+    that cannot be swapped, such as the admin server's)."""
+    _load_chain(ctx, _SERVER_KEYS, cfg.cert_path, cfg.key_path, cfg.intermediate_certs_path)
+
+
 def check_server(cfg: TlsServerConfig) -> Iterator[tuple[str, str]]:
     """Problems of a server's ``tls`` options, as ``(key, message)`` (empty when usable)."""
     try:
@@ -344,20 +350,66 @@ def check_server(cfg: TlsServerConfig) -> Iterator[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ClientTls:
     """How to open TLS to an endpoint: ``loop.create_connection(ssl=context,
-    server_hostname=server_hostname)`` (:meth:`kwargs`)."""
+    server_hostname=server_hostname)`` (:meth:`kwargs`, asked for each new connection).
 
-    context: ssl.SSLContext
-    #: SNI and the name the certificate must carry (``commonName``); None: no SNI
-    server_hostname: str | None
+    Made from a config (``cfg``), it follows its files: at most every ``WATCH_INTERVAL``
+    seconds, :meth:`kwargs` compares the modification time, size and inode of the trusted CAs
+    and the ``clientAuth`` certificate and key with the last look, and on a change builds a
+    new context for the connections opened from then on (connections already open keep
+    theirs). A new set of files that does not load keeps the old context and says why in the
+    log; ``reloads`` and ``reload_failures`` count both."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        cfg: ClientTlsConfig | None = None,
+    ) -> None:
+        self.context = context
+        #: SNI and the name the certificate must carry (``commonName``); None: no SNI
+        self.server_hostname = server_hostname
+        self.cfg = cfg
+        self.paths: list[str] = []
+        if cfg is not None:
+            self.paths = [path for _, path in _trust_files(cfg)]
+            auth = _client_auth(cfg)
+            if auth is not None:
+                self.paths += [p for p in auth if p is not None]
+        self.seen = _signature(self.paths)
+        self.checked = time.monotonic()
+        self.reloads = 0
+        self.reload_failures = 0
 
     def kwargs(self) -> dict[str, Any]:
+        if self.paths:
+            self._follow_files()
         out: dict[str, Any] = {"ssl": self.context}
         if self.server_hostname is not None:
             out["server_hostname"] = self.server_hostname
         return out
+
+    def _follow_files(self, interval: float | None = None) -> None:
+        now = time.monotonic()
+        if now - self.checked < (WATCH_INTERVAL if interval is None else interval):
+            return
+        self.checked = now
+        seen = _signature(self.paths)
+        if seen == self.seen or self.cfg is None:
+            return
+        self.seen = seen  # (a bad new pair is reported once, not at every connection)
+        what = f"client tls ({self.server_hostname or 'no commonName'})"
+        try:
+            self.context = new_client_context(self.cfg)
+        except (TlsError, ssl.SSLError, OSError) as e:
+            self.reload_failures += 1
+            CLIENT_RELOADS[1] += 1
+            log.error("%s: the changed files do not load, keeping the old ones: %s", what, e)
+            return
+        self.reloads += 1
+        CLIENT_RELOADS[0] += 1
+        log.info("%s: loaded the changed certificate files (%s)", what, ", ".join(self.paths))
 
 
 def render_common_name(template: str, captures: Mapping[str, str]) -> str:
@@ -480,6 +532,10 @@ def check_client(cfg: ClientTlsConfig) -> Iterator[tuple[str, str]]:
         yield e.key, e.message
 
 
+#: client contexts reloaded, and changed files that did not load, in this process (exported
+#: as ``tls/client/reloads`` and ``tls/client/reload_failures`` by the linker)
+CLIENT_RELOADS = [0, 0]
+
 #: client contexts by (config object identity, rendered commonName): one context per client
 #: configuration, shared by all its clients and endpoints (the config object is kept alive by
 #: the entry, so its id is not reused)
@@ -495,7 +551,7 @@ def client_tls(cfg: ClientTlsConfig | None, captures: Mapping[str, str]) -> Clie
     hit = _client_cache.get(key)
     if hit is not None:
         return hit[1]
-    made = ClientTls(new_client_context(cfg), name)
+    made = ClientTls(new_client_context(cfg), name, cfg)
     if len(_client_cache) > 10_000:
         _client_cache.clear()
     _client_cache[key] = (cfg, made)
@@ -540,15 +596,19 @@ class FileWatcher:
         reloads: Counter,
         failures: Counter,
         interval: float = WATCH_INTERVAL,
+        also: Sequence[str] = (),
     ) -> None:
         self.what = what
+        #: the certificate, key and (optional) intermediates, checked as a pair on a change
         self.paths = paths
+        #: every file watched: the pair and ``also`` (a CA file, rebuilt with it)
+        self.watched = [*paths, *also]
         self.build = build
         self.install = install
         self.reloads = reloads
         self.failures = failures
         self.interval = interval
-        self.seen = _signature(paths)
+        self.seen = _signature(self.watched)
         self._failed_at: tuple[tuple[float, int, int] | None, ...] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -567,12 +627,12 @@ class FileWatcher:
 
     def poll(self) -> bool:
         """Look at the files once; True when a new value was installed."""
-        now = _signature(self.paths)
+        now = _signature(self.watched)
         if now == self.seen or now == self._failed_at:
             return False
         try:
             if any(s is None for s in now):
-                missing = [p for p, s in zip(self.paths, now, strict=True) if s is None]
+                missing = [p for p, s in zip(self.watched, now, strict=True) if s is None]
                 raise TlsError("", f"cannot read {', '.join(missing)}")
             extra = self.paths[2] if len(self.paths) > 2 else None
             check_key_pair("", self.paths[0], "", self.paths[1], "", extra)

@@ -371,6 +371,34 @@ def test_admin_over_tls(http_proxy, disco_dir, pki, tmp_path):
         url = f"https://localhost:{admin_port}/admin/ping"
         with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
             assert r.read() == b"pong"
+        # rotation: the admin server presents the new certificate without a restart
+        first = _admin_cert(admin_port, pki.ca_path)
+        new_cert, new_key = pki.leaf("localhost", stem="admin2")
+        Path(key).write_bytes(Path(new_key).read_bytes())
+        Path(cert).write_bytes(Path(new_cert).read_bytes())
+        expected = ssl.PEM_cert_to_DER_cert(Path(new_cert).read_text())
+        deadline = time.monotonic() + 20
+        seen = first
+        while seen != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen = _admin_cert(admin_port, pki.ca_path)
+        assert seen == expected != first
+        with urllib.request.urlopen(
+            f"https://localhost:{admin_port}/admin/metrics.json", context=ctx, timeout=5
+        ) as r:
+            metrics = json.loads(r.read())
+        assert metrics["admin/tls/reloads"] == 1
+
+
+def _admin_cert(port: int, ca: str) -> bytes:
+    ctx = ssl.create_default_context(cafile=ca)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as conn,
+    ):
+        der = conn.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 def _https_ok(port: int, ca: str) -> bool:

@@ -42,6 +42,7 @@ class AdminServer:
         self.config = linker.config.admin
         self.app = web.Application(middlewares=[self._security])
         self.runner: web.AppRunner | None = None
+        self.tls_watcher: Any = None  # (a turnout.tls.FileWatcher with admin.tls)
         self.port: int | None = None
         self.routes: list[AdminRoute] = self._builtin_routes()
         for extra in linker.plugins.hook.turnout_admin_routes(linker=linker):
@@ -90,10 +91,31 @@ class AdminServer:
         if self.config.tls is not None:
             from .. import tls
 
+            cfg = self.config.tls
             try:
-                ssl_context = tls.server_context(self.config.tls)
+                ssl_context = tls.server_context(cfg)
             except tls.TlsError as e:
                 raise TurnoutError(f"admin.tls.{e.key}: {e.message}") from None
+            live = ssl_context
+
+            def install(new: object) -> None:
+                # aiohttp's site keeps its context: the new pair is loaded into it (OpenSSL
+                # allows it on a context in use; new handshakes get the new certificate)
+                tls.load_chain_into(live, cfg)
+
+            paths = [cfg.cert_path, cfg.key_path]
+            if cfg.intermediate_certs_path is not None:
+                paths.append(cfg.intermediate_certs_path)
+            metrics = self.linker.metrics
+            self.tls_watcher = tls.FileWatcher(
+                "admin server",
+                paths,
+                lambda: tls.server_context(cfg),
+                install,
+                metrics.counter("admin", "tls", "reloads"),
+                metrics.counter("admin", "tls", "reload_failures"),
+            )
+            self.tls_watcher.start()
         site = web.TCPSite(
             self.runner,
             self.config.ip,
@@ -105,6 +127,9 @@ class AdminServer:
         self.port = self.runner.addresses[0][1]  # (host, port[, flow, scope]) of its socket
 
     async def close(self) -> None:
+        if self.tls_watcher is not None:
+            self.tls_watcher.stop()
+            self.tls_watcher = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

@@ -73,6 +73,7 @@ class TlsServer:
             self._install,
             metrics.counter(*scope, "tls", "reloads"),
             metrics.counter(*scope, "tls", "reload_failures"),
+            also=[cfg.ca_cert_path] if cfg.ca_cert_path is not None else [],  # (client CAs)
         )
         self.watcher.start()
 
@@ -240,16 +241,23 @@ def client_cert_header(transport: asyncio.BaseTransport) -> bytes | None:
     return XFCC + b": " + value + b"\r\n"
 
 
-def pool_tls(policy: ClientPolicy) -> dict[str, Any]:
-    """``loop.create_connection`` keyword arguments for the connections of one client's pools:
-    ``{}`` for plain text, else ``ssl`` and ``server_hostname`` (commonName with the prefix's
-    captures). A pool belongs to one client, and a client has one policy, so a pool's
-    connections are all TLS or all plain text."""
+def no_tls() -> dict[str, Any]:
+    """The connection arguments of plain text (none)."""
+    return {}
+
+
+def pool_tls(policy: ClientPolicy) -> Callable[[], dict[str, Any]]:
+    """What gives the ``loop.create_connection`` keyword arguments of each new connection of
+    one client's pools: ``{}`` for plain text, else ``ssl`` and ``server_hostname`` (commonName
+    with the prefix's captures; the context follows its certificate files, see
+    :class:`turnout.api.ClientTls`). A pool belongs to one client, and a client has one
+    policy, so a pool's connections are all TLS or all plain text."""
     cfg: ClientTlsConfig | None = policy.tls
     try:
         made = client_tls(cfg, policy.captures)
     except TlsError as e:  # (checked with the config; a file changed since)
         # never plain text instead: a context that trusts nothing fails every handshake
         log.error("client tls.%s: %s; connections to this client will fail", e.key, e.message)
-        return {"ssl": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "server_hostname": "invalid"}
-    return made.kwargs() if made is not None else {}
+        refused = {"ssl": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "server_hostname": "invalid"}
+        return lambda: refused
+    return made.kwargs if made is not None else no_tls

@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import httptools
@@ -27,7 +28,7 @@ from .exchange import (
     monotonic,
 )
 from .heads import RESPONSE_SPECIAL, BadResponse
-from .tls import pool_tls
+from .tls import no_tls, pool_tls
 from .wire import is_hop_by_hop
 
 if TYPE_CHECKING:
@@ -371,7 +372,9 @@ class Pool:
         self.status: int | None = address.meta.get(_STATUS_META)
         #: ``ssl``/``server_hostname`` for create_connection ({}: plain text); one client,
         #: one policy, so a pool's connections are all TLS or all plain text
-        self.tls: dict[str, Any] = pool_tls(client.policy) if self.status is None else {}
+        self.tls: Callable[[], dict[str, Any]] = (
+            pool_tls(client.policy) if self.status is None else no_tls
+        )
 
     def can_open(self) -> bool:
         return self.max_size is None or len(self.open) + self.connecting < self.max_size
@@ -388,7 +391,7 @@ class Pool:
         factory: Any = lambda: UpstreamProtocol(self)  # noqa: E731 - a Protocol by duck typing
         try:
             _, protocol = await open_connection(
-                factory, self.host, self.port, self.router.connect_timeout, **self.tls
+                factory, self.host, self.port, self.router.connect_timeout, **self.tls()
             )
         finally:
             self.connecting -= 1
