@@ -71,6 +71,7 @@ MAX_REQUEUES: Final = 5
 MAX_RETRIES: Final = 25
 
 monotonic: Final = time.monotonic
+_EMPTY_DTAB: Final = Dtab.empty
 log = logging.getLogger("turnout.router")
 
 _BOUNDS: Final[list[float]] = list(BOUNDS)
@@ -360,8 +361,8 @@ class RequestStack:
     # == routing ===============================================================================
     def route_to(self, dst: Path, local: Dtab) -> Route:
         """The route of ``dst`` under the request's own dtab ``local`` (shared and cached by
-        the core router)."""
-        if not len(local):
+        the core router; a name without one is looked up without calling into it)."""
+        if local is _EMPTY_DTAB:
             route = self.core.plain.get(dst)
             if route is not None:
                 return route

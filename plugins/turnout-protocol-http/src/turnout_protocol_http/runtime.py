@@ -286,9 +286,7 @@ class HttpRouter(HttpAnswers):
             ex.dst = dst
             if self.tracing is not None:
                 self._trace_start(ex, self.tracing)
-            route = (self.core.plain.get(dst) if local is _EMPTY_DTAB else None) or self.core.route(
-                dst, local
-            )
+            route = self.route_to(dst, local)
             if host_routes is not None and local is _EMPTY_DTAB and host is not None:
                 if len(host_routes) > 10_000:
                     host_routes.clear()
