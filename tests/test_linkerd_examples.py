@@ -8,7 +8,9 @@ test's backends), certificates made here with ``cryptography`` at the paths the 
 gives (relative paths under the working directory; ``/foo/...`` rewritten to
 ``<working directory>/foo/...`` in a copy), a real ZooKeeper for ``serversets.yaml``. The
 started copy listens on free loopback ports. Then one real request goes through each router.
-See examples/linkerd/README.md.
+The examples of plugins that need their own servers (Thrift clients, the Consul and Kubernetes
+API doubles, ZooKeeper with Curator members or a Marathon leader) are checked here and started
+by those plugins' tests (``STARTED_BY_PLUGIN_TESTS``). See examples/linkerd/README.md.
 """
 
 from __future__ import annotations
@@ -55,13 +57,30 @@ FINAGLE = "finagle/h2/src/e2e/resources"
 EXAMPLES = [
     "admin-tls.yaml",
     "client-options.yaml",
+    "consul-interpreter.yaml",
+    "curator.yaml",
     "disable-tls.yaml",
+    "influxdb.yaml",
+    "k8s.yaml",
+    "marathon-leader.yaml",
     "mutualTls.yaml",
     "proxy.yaml",
     "serversets.yaml",
     "servicemesh.yaml",
+    "thrift.yaml",
     "tls.yaml",
 ]
+
+#: examples whose kinds come from a plugin with its own servers to start against (a real
+#: ZooKeeper, an API double, Thrift clients): checked here, started by that plugin's tests
+STARTED_BY_PLUGIN_TESTS = {
+    "consul-interpreter.yaml": "plugins-contrib/turnout-interpreter-consul/tests",
+    "curator.yaml": "plugins-contrib/turnout-namer-curator/tests",
+    "influxdb.yaml": "plugins-contrib/turnout-telemeter-influxdb/tests",
+    "k8s.yaml": "plugins-contrib/turnout-namer-k8s-external/tests",
+    "marathon-leader.yaml": "plugins/turnout-namer-marathon/tests",
+    "thrift.yaml": "plugins-contrib/turnout-protocol-thrift/tests",
+}
 
 #: warnings turnout still prints for an example (a turnout defect each): the check test is an
 #: expected failure while the warning is printed, and fails once it is not (none today)
@@ -405,6 +424,18 @@ def admin_json(proc: TurnoutProcess, path: str) -> Any:
 
 def test_every_linkerd_example_is_tested():
     assert sorted(p.name for p in LINKERD.glob("*.yaml")) == EXAMPLES
+
+
+@pytest.mark.parametrize("example", sorted(STARTED_BY_PLUGIN_TESTS))
+def test_plugin_tests_start_the_example(example):
+    """The examples started by a plugin's own tests: a test there reads this very file."""
+    tests = ROOT / STARTED_BY_PLUGIN_TESTS[example]
+    readers = [
+        path
+        for path in tests.glob("test_*.py")
+        if f'"{example}"' in path.read_text() and "examples" in path.read_text()
+    ]
+    assert readers, f"no test in {tests} reads examples/linkerd/{example}"
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .config.schema import ConfigObject, did_you_mean
 from .errors import PluginError
-from .known_plugins import FIRST_PARTY_KINDS
+from .known_plugins import CONTRIB_KINDS, FIRST_PARTY_KINDS
 from .naming.namer import Namer
 
 
@@ -93,11 +93,18 @@ class Registry:
         return sorted(self._families.get(family, {}))
 
     def hint(self, family: str, kind: str) -> str | None:
-        """How to get an unknown kind: the ``pip install`` line of a first-party plugin."""
+        """How to get an unknown kind: the ``pip install`` line of a first-party or contrib
+        plugin."""
         dist = FIRST_PARTY_KINDS.get((family, kind))
-        if dist is None:
-            return None
-        return f"it is provided by the plugin '{dist}': pip install {dist}"
+        if dist is not None:
+            return f"it is provided by the plugin '{dist}': pip install {dist}"
+        dist = CONTRIB_KINDS.get((family, kind))
+        if dist is not None:
+            return (
+                f"it is provided by the community plugin '{dist}' (plugins-contrib/ in "
+                f"turnout's repository): pip install {dist}"
+            )
+        return None
 
     def suggest(self, family: str, kind: str) -> str:
         return did_you_mean(kind, self.kinds(family))

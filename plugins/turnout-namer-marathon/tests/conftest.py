@@ -1,5 +1,7 @@
-"""Fixtures of the io.l5d.marathon tests: the Marathon API double (``marathon_double``), and
-turnout's process and backend fixtures for the end-to-end test."""
+"""Fixtures of the io.l5d.marathon tests: the Marathon API double (``marathon_double``),
+turnout's process and backend fixtures for the end-to-end test, and the real-ZooKeeper
+fixtures of ``turnout-namer-zk`` (``zookeeper``, ``kazoo_factory``...) for ``dst`` names that
+find the Marathon leader in ZooKeeper."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from turnout.testing.pytest_plugin import *  # noqa: F403
 from turnout_namer_marathon.testing import MarathonDouble
+from turnout_namer_zk.fixtures import *  # noqa: F403
 
 DoubleFactory = Callable[..., MarathonDouble]
 

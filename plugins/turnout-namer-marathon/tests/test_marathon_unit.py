@@ -100,7 +100,9 @@ def test_every_linkerd_key_is_read(registry, tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("dst: /#/io.l5d.zk/marathon\n", "only /$/inet/<host>/<port>"),
+        ("dst: marathon.mesos\n", "is not a path"),
+        ("dst: /marathon/leader\n", "cannot be bound: expected /$/inet/<host>/<port>"),
+        ("dst: /$/inet/host/99999\n", "with a port from 1 to 65535"),
         ("port: 0\n", "port"),
         ("ttlMs: 0\n", "ttlMs"),
         ("jitterMs: -1\n", "jitterMs"),
@@ -116,7 +118,7 @@ def test_config_errors(registry, text, message):
 
 def test_dst_and_uri_prefix_forms():
     assert parse_dst("/$/inet/marathon.mesos/8080") == ("marathon.mesos", 8080)
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="not supported as a fixed address"):
         parse_dst("/$/inet/host/99999")
     assert normalize_uri_prefix("marathon/") == "/marathon"
     assert normalize_uri_prefix("/") == ""

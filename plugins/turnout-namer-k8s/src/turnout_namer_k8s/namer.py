@@ -55,8 +55,9 @@ STREAM_GRACE = 30.0
 
 
 @dataclass
-class _Followed:
-    """One object followed by list+watch: its last state and the version to resume from."""
+class Followed:
+    """One object followed by list+watch: its last state and the version to resume from.
+    (Public for namers built on :class:`K8sNamer`, such as ``io.l5d.k8s.external``.)"""
 
     resource: str
     #: the object (None: absent), valid once ``listed``
@@ -70,15 +71,15 @@ class _Followed:
 
 
 @dataclass
-class _KeyState:
+class KeyState:
     """What one key's watch knows; kept across reconnects, dropped when the watch stops."""
 
-    endpoints: _Followed = field(default_factory=lambda: _Followed("endpoints"))
-    service: _Followed | None = None
+    endpoints: Followed = field(default_factory=lambda: Followed("endpoints"))
+    service: Followed | None = None
     #: the task running the watch now (a stopped watch's task may still be ending)
     owner: asyncio.Task[Any] | None = None
 
-    def followed(self) -> list[_Followed]:
+    def followed(self) -> list[Followed]:
         return [self.endpoints] if self.service is None else [self.endpoints, self.service]
 
 
@@ -117,7 +118,7 @@ class K8sNamer(DiscoveryNamer[ServiceKey]):
         self.watch_timeout_range = watch_timeout_range
         self.api = KubeApi(host, port, request_timeout=request_timeout)
         self.prefix_length = (2 if namespace is not None else 3) + (1 if label_selector else 0)
-        self._keys: dict[ServiceKey, _KeyState] = {}
+        self._keys: dict[ServiceKey, KeyState] = {}
         self._lists: Counter | None = None
         self._watch_requests: Counter | None = None
         self._expired: Counter | None = None
@@ -165,9 +166,9 @@ class K8sNamer(DiscoveryNamer[ServiceKey]):
     async def watch(self, key: ServiceKey, publish: Publish) -> None:
         state = self._keys.get(key)
         if state is None:
-            state = self._keys[key] = _KeyState()
+            state = self._keys[key] = KeyState()
             if key.port_number is not None:
-                state.service = _Followed("services")
+                state.service = Followed("services")
         me = state.owner = asyncio.current_task()
 
         def changed() -> None:
@@ -186,7 +187,7 @@ class K8sNamer(DiscoveryNamer[ServiceKey]):
             raise
 
     async def _follow(
-        self, key: ServiceKey, followed: _Followed, changed: Callable[[], None]
+        self, key: ServiceKey, followed: Followed, changed: Callable[[], None]
     ) -> None:
         """List then watch one object until a failure (raised) or cancellation."""
         api, loop = self.api, asyncio.get_running_loop()
@@ -247,7 +248,7 @@ class K8sNamer(DiscoveryNamer[ServiceKey]):
                 raise WatchEnded(f"the {followed.resource} watch ended at once without an event")
 
     @staticmethod
-    def _apply(key: ServiceKey, followed: _Followed, event: dict[str, Any]) -> bool:
+    def _apply(key: ServiceKey, followed: Followed, event: dict[str, Any]) -> bool:
         """Apply one event; True when the object changed."""
         kind, obj = event.get("type"), event["object"]
         rv = resource_version(obj)

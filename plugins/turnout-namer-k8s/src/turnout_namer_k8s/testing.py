@@ -9,7 +9,10 @@ subprocess (:class:`KubeApiProcess`: ``python -m turnout_namer_k8s.testing --por
 ships with the io.l5d.k8s namers (``from turnout_namer_k8s.testing import KubeApiDouble``),
 so that users of the plugin can test their own configurations against it.
 
-What it serves, under ``/api/v1`` (``{resource}`` is ``endpoints`` or ``services``):
+What it serves, under ``/api/v1`` (``{resource}`` is ``endpoints`` or ``services``) and, the
+same way, under ``/apis/networking.k8s.io/v1`` (``{resource}`` is ``ingresses``: Ingress objects,
+stored as given, so that both the ``networking.k8s.io/v1`` and the older ``extensions/v1beta1``
+field names can be served):
 
 - ``GET namespaces/{ns}/{resource}/{name}``: the object, or ``404`` with a ``Status``
   (``{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,..}``).
@@ -40,14 +43,17 @@ objects get ``metadata.uid``, ``creationTimestamp`` and ``resourceVersion``. The
 the last ``history`` changes (Kubernetes keeps about 5 minutes); :meth:`compact` forgets it.
 
 Test controls (Python methods; ``/_double/...`` HTTP endpoints for the subprocess):
-``set_endpoints``/``delete_endpoints``/``set_service``/``delete_service`` (they work while
-the server is stopped, so changes can be made during an outage), ``drop_watches`` (reset every
-watch connection mid-stream), ``end_watches`` (clean end, as on a server-side timeout),
-``expire_watches`` (an ``ERROR`` 410 event on every open watch), ``compact``, ``fail`` (answer
-every API request with a ``Status`` of the given code, for ``count`` requests or until
-``fail(None)``), ``hang`` (accept requests but do not answer them), ``stop``/``start``
-(refused connections, then serving again on the same port with the same objects and
-history, as an API server restarted in front of the same etcd).
+``set_endpoints``/``delete_endpoints``/``set_service``/``delete_service`` (a Service of type
+LoadBalancer with ``set_service(..., load_balancer=[ips or LoadBalancerIngress dicts])``: its
+``status.loadBalancer.ingress``), ``set_ingress``/``delete_ingress`` (see
+:func:`ingress_object`; any other Ingress shape through ``put_object("ingresses", obj)``) (they
+work while the server is stopped, so changes can be made during an outage), ``drop_watches``
+(reset every watch connection mid-stream), ``end_watches`` (clean end, as on a server-side
+timeout), ``expire_watches`` (an ``ERROR`` 410 event on every open watch), ``compact``,
+``fail`` (answer every API request with a ``Status`` of the given code, for ``count`` requests
+or until ``fail(None)``), ``hang`` (accept requests but do not answer them), ``stop``/``start``
+(refused connections, then serving again on the same port with the same objects and history, as
+an API server restarted in front of the same etcd).
 """
 
 from __future__ import annotations
@@ -79,11 +85,16 @@ from turnout.testing.net import LOCALHOST, free_port, wait_port
 from turnout.testing.process import die_with_parent
 
 __all__ = [
+    "API_VERSIONS",
     "RESOURCES",
     "KubeApiDouble",
     "KubeApiProcess",
+    "api_path",
     "endpoint_subset",
     "endpoints_object",
+    "ingress_backend",
+    "ingress_object",
+    "ingress_rule",
     "service_object",
     "status_object",
     "subsets_for",
@@ -93,7 +104,28 @@ __all__ = [
 RESOURCES: dict[str, tuple[str, str]] = {
     "endpoints": ("Endpoints", "EndpointsList"),
     "services": ("Service", "ServiceList"),
+    "ingresses": ("Ingress", "IngressList"),
 }
+
+#: resource → the API group version serving it (``v1`` under ``/api``, others under ``/apis``)
+API_VERSIONS: dict[str, str] = {
+    "endpoints": "v1",
+    "services": "v1",
+    "ingresses": "networking.k8s.io/v1",
+}
+
+
+def api_path(resource: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The URL path of a resource list (every namespace when ``namespace`` is None) or of one
+    object: ``/api/v1/namespaces/default/services/web``,
+    ``/apis/networking.k8s.io/v1/ingresses``."""
+    version = API_VERSIONS[resource]
+    out = "/api/v1" if version == "v1" else f"/apis/{version}"
+    if namespace is not None:
+        out += f"/namespaces/{namespace}"
+    out += f"/{resource}"
+    return out if name is None else f"{out}/{name}"
+
 
 Obj = dict[str, Any]
 
@@ -196,10 +228,16 @@ def service_object(
     labels: Mapping[str, str] | None = None,
     selector: Mapping[str, str] | None = None,
     cluster_ip: str = "10.96.0.10",
+    load_balancer: Iterable[str | Mapping[str, Any]] | None = None,
 ) -> Obj:
     """A ``Service`` of type ClusterIP. Each port is a dict with ``port`` and optionally
     ``name``, ``targetPort`` (a number or a container port name; defaults to ``port``, as the
-    API server defaults it) and ``protocol`` (``TCP``)."""
+    API server defaults it) and ``protocol`` (``TCP``).
+
+    With ``load_balancer`` (even empty) it is of type ``LoadBalancer``, and its
+    ``status.loadBalancer.ingress`` lists those entries: an IP string, or a
+    ``LoadBalancerIngress`` dict (``ip``, ``hostname``); empty: no load balancer provisioned
+    yet (the API omits ``ingress`` then)."""
     meta: Obj = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = dict(labels)
@@ -211,9 +249,76 @@ def service_object(
     spec: Obj = {"ports": port_list, "clusterIP": cluster_ip, "type": "ClusterIP"}
     if selector:
         spec["selector"] = dict(selector)
+    lb: Obj = {}
+    if load_balancer is not None:
+        spec["type"] = "LoadBalancer"
+        ingress = [{"ip": e} if isinstance(e, str) else dict(e) for e in load_balancer]
+        if ingress:
+            lb["ingress"] = ingress
     return {
         "kind": "Service",
         "apiVersion": "v1",
+        "metadata": meta,
+        "spec": spec,
+        "status": {"loadBalancer": lb},
+    }
+
+
+def ingress_backend(service: str, port: int | str) -> Obj:
+    """A ``networking.k8s.io/v1`` ``IngressBackend``: ``{"service": {"name": ..., "port":
+    {"number": N}}}`` (or ``{"name": "<port name>"}``)."""
+    ref = {"number": port} if isinstance(port, int) else {"name": port}
+    return {"service": {"name": service, "port": ref}}
+
+
+def ingress_rule(
+    host: str | None,
+    paths: Iterable[tuple[str | None, str | None, Mapping[str, Any]]],
+) -> Obj:
+    """An ``IngressRule``: ``host`` (omitted when None) and HTTP paths, each ``(path,
+    pathType, backend)`` (``path``/``pathType`` omitted when None)."""
+    http_paths = []
+    for path, path_type, backend in paths:
+        entry: Obj = {"backend": dict(backend)}
+        if path is not None:
+            entry["path"] = path
+        if path_type is not None:
+            entry["pathType"] = path_type
+        http_paths.append(entry)
+    out: Obj = {"http": {"paths": http_paths}}
+    if host is not None:
+        out["host"] = host
+    return out
+
+
+def ingress_object(
+    namespace: str,
+    name: str,
+    rules: Iterable[Mapping[str, Any]] = (),
+    *,
+    default_backend: Mapping[str, Any] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    ingress_class_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Obj:
+    """A ``networking.k8s.io/v1`` ``Ingress`` (``spec.defaultBackend``,
+    ``spec.ingressClassName``, ``spec.rules``; see :func:`ingress_rule`)."""
+    meta: Obj = {"name": name, "namespace": namespace}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if labels:
+        meta["labels"] = dict(labels)
+    spec: Obj = {}
+    rule_list = [dict(r) for r in rules]
+    if rule_list:
+        spec["rules"] = rule_list
+    if default_backend is not None:
+        spec["defaultBackend"] = dict(default_backend)
+    if ingress_class_name is not None:
+        spec["ingressClassName"] = ingress_class_name
+    return {
+        "kind": "Ingress",
+        "apiVersion": API_VERSIONS["ingresses"],
         "metadata": meta,
         "spec": spec,
         "status": {"loadBalancer": {}},
@@ -393,7 +498,7 @@ class _Store:
             self.rv += 1
             new: Obj = json.loads(json.dumps(obj))  # a private deep copy
             kind, _ = RESOURCES[resource]
-            new["kind"], new["apiVersion"] = kind, "v1"
+            new["kind"], new["apiVersion"] = kind, API_VERSIONS[resource]
             meta = new.setdefault("metadata", {})
             meta["resourceVersion"] = str(self.rv)
             if old is not None:
@@ -629,6 +734,7 @@ class KubeApiDouble(_Editing):
         app = web.Application(middlewares=[self._middleware])
         app.router.add_route("*", "/_double/{op}", self._control)
         app.router.add_route("*", "/api/v1/{rest:.*}", self._api)
+        app.router.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._api)
         app.router.add_route("*", "/{rest:.*}", self._not_found)
         runner = web.AppRunner(
             app,
@@ -719,13 +825,47 @@ class KubeApiDouble(_Editing):
         ports: Iterable[Mapping[str, Any]] = (),
         *,
         labels: Mapping[str, str] | None = None,
+        load_balancer: Iterable[str | Mapping[str, Any]] | None = None,
     ) -> int:
-        """Create or replace a Service; returns its resourceVersion."""
-        obj = self.put_object("services", service_object(namespace, name, ports, labels=labels))
+        """Create or replace a Service (of type LoadBalancer with ``load_balancer``: see
+        :func:`service_object`); returns its resourceVersion."""
+        obj = self.put_object(
+            "services",
+            service_object(namespace, name, ports, labels=labels, load_balancer=load_balancer),
+        )
         return int(obj["metadata"]["resourceVersion"])
 
     def delete_service(self, namespace: str, name: str) -> None:
         self.delete_object("services", namespace, name)
+
+    def set_ingress(
+        self,
+        namespace: str,
+        name: str,
+        rules: Iterable[Mapping[str, Any]] = (),
+        *,
+        default_backend: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        ingress_class_name: str | None = None,
+    ) -> int:
+        """Create or replace an Ingress (see :func:`ingress_object`); its resourceVersion.
+        For other shapes (``extensions/v1beta1`` field names), ``put_object("ingresses",
+        obj)``."""
+        obj = self.put_object(
+            "ingresses",
+            ingress_object(
+                namespace,
+                name,
+                rules,
+                default_backend=default_backend,
+                annotations=annotations,
+                ingress_class_name=ingress_class_name,
+            ),
+        )
+        return int(obj["metadata"]["resourceVersion"])
+
+    def delete_ingress(self, namespace: str, name: str) -> None:
+        self.delete_object("ingresses", namespace, name)
 
     def drop_watches(self) -> None:
         """Cut every open watch connection mid-stream (no terminating chunk)."""
@@ -828,13 +968,20 @@ class KubeApiDouble(_Editing):
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.match_info["rest"].split("/") if p]
+        group = request.match_info.get("group")
+        api_version = "v1" if group is None else f"{group}/{request.match_info['version']}"
         watch_path = bool(parts) and parts[0] == "watch"
         if watch_path:
             parts = parts[1:]
         namespace: str | None = None
         if len(parts) >= 2 and parts[0] == "namespaces":
             namespace, parts = parts[1], parts[2:]
-        if not parts or parts[0] not in RESOURCES or len(parts) > 2:
+        if (
+            not parts
+            or parts[0] not in RESOURCES
+            or len(parts) > 2
+            or API_VERSIONS[parts[0]] != api_version
+        ):
             return await self._not_found(request)
         resource = parts[0]
         name = parts[1] if len(parts) == 2 else None
@@ -879,7 +1026,7 @@ class KubeApiDouble(_Editing):
         return web.json_response(
             {
                 "kind": RESOURCES[resource][1],
-                "apiVersion": "v1",
+                "apiVersion": API_VERSIONS[resource],
                 "metadata": {"resourceVersion": str(rv)},
                 "items": items,
             }
@@ -1018,7 +1165,7 @@ class KubeApiDouble(_Editing):
                             "type": "BOOKMARK",
                             "object": {
                                 "kind": kind,
-                                "apiVersion": "v1",
+                                "apiVersion": API_VERSIONS[resource],
                                 "metadata": {"resourceVersion": str(since)},
                             },
                         },
@@ -1109,6 +1256,8 @@ def _request_kind(request: web.Request) -> str:
     if "/watch/" in path or request.query.get("watch", "").lower() in ("true", "1"):
         return "watch"
     parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == "apis":  # /apis/{group}/{version}/...: as /api/v1/...
+        parts = parts[1:]
     # /api/v1/namespaces/{ns}/{resource}/{name} or /api/v1/{resource}
     if len(parts) == 6 and parts[2] == "namespaces":
         return "get"
@@ -1212,13 +1361,7 @@ class KubeApiProcess(_Editing):
 
     def put_object(self, resource: str, obj: Mapping[str, Any]) -> Obj:
         meta = _meta(obj)
-        return dict(
-            self._http(
-                "PUT",
-                f"/api/v1/namespaces/{meta['namespace']}/{resource}/{meta['name']}",
-                obj,
-            )
-        )
+        return dict(self._http("PUT", api_path(resource, meta["namespace"], meta["name"]), obj))
 
     def delete_endpoints(self, namespace: str, name: str) -> None:
         self._http("DELETE", f"/api/v1/namespaces/{namespace}/endpoints/{name}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -149,6 +149,10 @@ class MarathonApi:
     :param ssl_context: for https (None: plain HTTP).
     :param server_hostname: the name to verify the certificate against (TLS ``commonName``).
     :param timeout: seconds for a whole request (connect, send, read the answer).
+    :param resolve: when Marathon's address is not fixed (a ``dst`` name such as a ZooKeeper
+        leader), awaited before each request for the address to use (``base_url`` is then
+        ignored); it raises :class:`LookupError` when there is none.
+    :param scheme: ``http`` or ``https``, with ``resolve``.
     """
 
     def __init__(
@@ -161,8 +165,12 @@ class MarathonApi:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         timeout: float = 10.0,
+        resolve: Callable[[], Awaitable[Address]] | None = None,
+        scheme: str = "http",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.resolve = resolve
+        self.scheme = scheme
         self.api_prefix = f"{uri_prefix}/v2"
         self.host_header = host_header
         self.credentials = credentials or Credentials()
@@ -231,8 +239,18 @@ class MarathonApi:
             raise UnauthorizedError(f"GET {path}: {_status_text(status, doc)}")
         return status, doc
 
+    async def current_base_url(self) -> str:
+        """Where requests go now: ``base_url``, or the address ``resolve`` gives."""
+        if self.resolve is None:
+            return self.base_url
+        try:
+            address = await self.resolve()
+        except LookupError as e:
+            raise MarathonError(str(e)) from None
+        return f"{self.scheme}://{address}"
+
     async def _get(self, path: str, params: Mapping[str, str] | None) -> tuple[int, Any]:
-        url = self.base_url + path
+        url = await self.current_base_url() + path
         self.requests += 1
         try:
             async with self._session().get(

@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.api import (
     Activity,
@@ -57,6 +57,9 @@ from turnout.api import (
 
 from .api import AppNotFound, MarathonApi, MarathonError, app_addresses
 from .auth import describe
+
+if TYPE_CHECKING:
+    from .dst import DstBinding
 
 log = logging.getLogger("turnout.namer.marathon")
 
@@ -122,6 +125,8 @@ class MarathonNamer(DiscoveryNamer[Path]):
     :param api: the Marathon client (closed by :meth:`shutdown`).
     :param ttl: seconds between polls. :param jitter: each wait is ``ttl ± jitter``.
     :param use_health_check: keep only running tasks whose health checks pass.
+    :param dst: the followed ``dst`` name the API client connects through (its state is
+        shown in ``/namer_state``; closed with the namer), or None.
     """
 
     kind = "io.l5d.marathon"
@@ -136,11 +141,13 @@ class MarathonNamer(DiscoveryNamer[Path]):
         use_health_check: bool = False,
         metrics: MetricsTree | None = None,
         rng: random.Random | None = None,
+        dst: DstBinding | None = None,
     ) -> None:
         super().__init__(
             id_prefix, metrics=metrics, backoff=reconnect_backoff(0.1, max(ttl, 0.1), rng)
         )
         self.api = api
+        self.dst = dst
         self.ttl = ttl
         self.jitter = jitter
         self.use_health_check = use_health_check
@@ -288,6 +295,13 @@ class MarathonNamer(DiscoveryNamer[Path]):
             "jitterMs": round(self.jitter * 1000),
             "useHealthCheck": self.use_health_check,
         }
+        if self.dst is not None:
+            dst = self.dst.state()
+            out["marathon"]["dst"] = dst
+            current = dst["current"]
+            out["marathon"]["url"] = (
+                None if current is None else f"{self.api.scheme}://{current}{self.api.api_prefix}"
+            )
         return out
 
     async def close(self) -> None:
@@ -297,3 +311,5 @@ class MarathonNamer(DiscoveryNamer[Path]):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await super().close()
+        if self.dst is not None:
+            self.dst.close()

@@ -110,6 +110,12 @@ class _KeyWatch:
         run.wake.set()
 
 
+#: public names of the two helper types, for namers of other distributions built on
+#: :class:`ZkNamer` (``turnout-namer-curator``): ``read(key, watch: KeyWatch, run: Run)``
+KeyWatch = _KeyWatch
+Run = _Run
+
+
 class ZkNamer(DiscoveryNamer[K]):
     """What both ZooKeeper namers share: the connection, the watch loop, the state.
 

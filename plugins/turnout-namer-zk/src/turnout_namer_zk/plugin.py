@@ -1,15 +1,19 @@
-"""The module named by the ``turnout`` entry point: it registers the two namer kinds and the
-``io.l5d.serversets`` announcer.
+"""The module named by the ``turnout`` entry point: it registers the two namer kinds, the
+``io.l5d.serversets`` announcer and the global namer ``/$/io.buoyant.namer.zk.leader``.
 
-Importing it is cheap: kazoo is imported only when a configuration uses one of the kinds.
+Importing it is cheap: kazoo is imported only when a configuration uses one of the kinds (or a
+name under ``/$/io.buoyant.namer.zk.leader`` is looked up).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import turnout
-from turnout.api import AnnouncerConfig, NamerConfig
+from turnout.api import AnnouncerConfig, Linker, Namer, NamerConfig
 
 from .config import ServersetsAnnouncerConfig, ServersetsConfig, ZkLeaderConfig
+from .leader_global import GLOBAL_LEADER_NAMER, GLOBAL_NAME
 
 
 @turnout.hookimpl
@@ -20,3 +24,14 @@ def turnout_register_namers() -> list[type[NamerConfig]]:
 @turnout.hookimpl
 def turnout_register_announcers() -> list[type[AnnouncerConfig]]:
     return [ServersetsAnnouncerConfig]
+
+
+@turnout.hookimpl
+def turnout_register_global_namers() -> dict[str, Namer]:
+    return {GLOBAL_NAME: GLOBAL_LEADER_NAMER}
+
+
+@turnout.hookimpl
+async def turnout_shutdown(linker: Linker) -> None:
+    # the global namer lives as long as the process; its ZooKeeper sessions end with the linker
+    await GLOBAL_LEADER_NAMER.close_loop(asyncio.get_running_loop())
