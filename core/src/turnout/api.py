@@ -16,7 +16,10 @@ What is here, by the part of a plugin that needs it:
   :class:`AnnouncerConfig`, :class:`TransformerConfig`, :class:`InterpreterConfig`,
   :class:`RouterConfig`, :class:`IdentifierConfig`, :class:`LoadBalancerConfig`,
   :class:`FailureAccrualConfig`, :class:`ResponseClassifierConfig`), the shared option groups
-  (:class:`ServerConfig`, :class:`ClientTlsConfig`, :class:`TlsServerConfig`) and the whole
+  (:class:`ServerConfig`, :class:`ClientTlsConfig`, :class:`TlsServerConfig`; a router's
+  ``client:`` section: :class:`ClientConfig`, :class:`GlobalClientConfig` and
+  :class:`StaticClientConfig` with its :class:`StaticClientEntry` s, whose options are
+  :class:`ClientParams`, for protocols that add client options of their own) and the whole
   file (:class:`LinkerConfig`, what ``turnout_configure`` receives).
 - **Building**: :class:`BuildContext`, the ``ctx`` every factory receives; :class:`Linker`,
   what the lifecycle hooks receive; :class:`RouterRuntime`, what ``new_router`` returns.
@@ -53,6 +56,12 @@ What is here, by the part of a plugin that needs it:
   :class:`Endpoint`, :data:`Backoff` (:func:`constant_backoff`,
   :func:`equal_jittered_backoff`, :func:`decorrelated_jittered_backoff`,
   :data:`DEFAULT_ACCRUAL_BACKOFF`), :func:`balancer_for`, :func:`accrual_for`.
+- **namerd** (dtab store and interface plugins, see docs/namerd.md): the config bases
+  :class:`DtabStoreConfig` and :class:`NamerdInterfaceConfig`, what their factories
+  receive (:class:`NamerdContext`) and return (:class:`DtabStore`, :class:`NamerdInterface`),
+  the store's :data:`Versioned` states, its errors (:class:`NamespaceExists`,
+  :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`) and
+  :class:`ChangeFeed`, a helper to implement its watches.
 - **Errors**: :class:`TurnoutError` and its kinds (:class:`ParseError`,
   :class:`ConfigError` with :class:`ConfigProblem` s, :class:`PluginError`,
   :class:`BindingError`), :class:`TlsError`.
@@ -82,7 +91,15 @@ from .config import (
     TransformerConfig,
     option,
 )
-from .config.model import ClientTlsConfig, TlsServerConfig
+from .config.model import (
+    ClientConfig,
+    ClientParams,
+    ClientTlsConfig,
+    GlobalClientConfig,
+    StaticClientConfig,
+    StaticClientEntry,
+    TlsServerConfig,
+)
 from .context import BuildContext
 from .discovery import DiscoveryNamer, Freshness, Publish, cancelled, reconnect_backoff
 from .errors import (
@@ -104,6 +121,19 @@ from .metrics import (
     Histogram,
     MetricsTree,
     SumCounter,
+)
+from .namerd import (
+    ChangeFeed,
+    DtabStore,
+    DtabStoreConfig,
+    InvalidNamespace,
+    NamerdContext,
+    NamerdInterface,
+    NamerdInterfaceConfig,
+    NamespaceExists,
+    NamespaceNotFound,
+    Versioned,
+    VersionMismatch,
 )
 from .naming import (
     Activity,
@@ -218,7 +248,10 @@ __all__ = [
     "BindingError",
     "BuildContext",
     "Call",
+    "ChangeFeed",
     "Client",
+    "ClientConfig",
+    "ClientParams",
     "ClientPolicy",
     "ClientTls",
     "ClientTlsConfig",
@@ -230,6 +263,8 @@ __all__ = [
     "Dentry",
     "DiscoveryNamer",
     "Dtab",
+    "DtabStore",
+    "DtabStoreConfig",
     "Empty",
     "Endpoint",
     "Fail",
@@ -239,10 +274,12 @@ __all__ = [
     "FileWatcher",
     "Freshness",
     "Gauge",
+    "GlobalClientConfig",
     "Histogram",
     "IdentifierConfig",
     "InetResolver",
     "InterpreterConfig",
+    "InvalidNamespace",
     "Leaf",
     "Linker",
     "LinkerConfig",
@@ -256,6 +293,11 @@ __all__ = [
     "NameTreeTransformer",
     "Namer",
     "NamerConfig",
+    "NamerdContext",
+    "NamerdInterface",
+    "NamerdInterfaceConfig",
+    "NamespaceExists",
+    "NamespaceNotFound",
     "Neg",
     "Ok",
     "ParseError",
@@ -276,6 +318,8 @@ __all__ = [
     "ServerTrace",
     "Span",
     "State",
+    "StaticClientConfig",
+    "StaticClientEntry",
     "SumCounter",
     "Tally",
     "Telemeter",
@@ -288,6 +332,8 @@ __all__ = [
     "TurnoutError",
     "Union",
     "Var",
+    "VersionMismatch",
+    "Versioned",
     "Weighted",
     "accrual_for",
     "balancer_for",

@@ -53,8 +53,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PluginError, TurnoutError) as e:
         print(f"turnout: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except BaseExceptionGroup as group:  # (a task group's: serve() starts servers in one)
+        matched, rest = group.split((PluginError, TurnoutError))
+        if rest is not None:
+            raise
+        for error in _leaves(matched):
+            print(f"turnout: {error}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: turnout's version, then each plugin that says how it was built
+    (``turnout-protocol-http 0.1.0: data path: compiled``)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        lines = [f"turnout {__version__}"]
+        try:
+            plugins = load_plugins()
+        except TurnoutError as e:
+            lines.append(f"(plugins not loaded: {e})")
+        else:
+            for info in plugins.build_infos():
+                name = f"{info.distribution or info.name} {info.version or ''}".rstrip()
+                lines.append(f"{name}: {info.build}")
+        print("\n".join(lines))
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="turnout",
         description="turnout: a service-mesh routing proxy that runs Linkerd 1 configurations.",
     )
-    p.add_argument("--version", action="version", version=f"turnout {__version__}")
+    p.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="show turnout's version, and how its plugins were built, and exit",
+    )
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a configuration", description="Run turnout with CONFIG.")
@@ -74,11 +104,23 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="validate a configuration without running it",
         description="Read and validate CONFIG; print every problem with file:line:column. "
-        "Opens no sockets and contacts no discovery system. Exit status 0 when valid.",
+        "Opens no sockets and contacts no discovery system. Exit status 0 when valid. "
+        "A namerd configuration (top-level 'storage'/'interfaces') is validated as one.",
     )
     check.add_argument("config", metavar="CONFIG", help="YAML or JSON config file, or - for stdin")
     check.add_argument("--json", action="store_true", help="print problems as JSON")
     check.set_defaults(func=cmd_check)
+
+    namerd = sub.add_parser(
+        "namerd",
+        help="run namerd: the dtab store and binding service (see docs/namerd.md)",
+        description="Run namerd with CONFIG (storage, namers, interfaces, admin, telemetry).",
+    )
+    namerd.add_argument("config", metavar="CONFIG", help="YAML or JSON namerd config file")
+    namerd.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    namerd.set_defaults(func=cmd_namerd)
 
     plugins = sub.add_parser(
         "plugins",
@@ -191,6 +233,10 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 # -- check -------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
+    from .namerd.config import looks_like_namerd
+
+    if looks_like_namerd(args.config):  # (top-level 'storage' or 'interfaces')
+        return cmd_check_namerd(args)
     plugins = load_plugins()
     loaded = _load(args.config, plugins)
     if args.json:
@@ -226,6 +272,7 @@ def _print_problems(error: ConfigError, as_json: bool) -> None:
 # -- plugins -----------------------------------------------------------------------------------
 def cmd_plugins(args: argparse.Namespace) -> int:
     plugins = load_plugins()
+    plugins.build_infos()
     infos = [i.as_dict() for i in plugins.infos]
     if args.json:
         print(json.dumps({"plugins": infos}, indent=2))
@@ -234,6 +281,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         dist = f"{info.distribution} {info.version}" if info.distribution else "(no distribution)"
         where = "built-in" if info.builtin else info.module
         print(f"{info.name}  [{dist}, {where}]")
+        if info.build:
+            print(f"    build: {info.build}")
         by_family: dict[str, list[str]] = {}
         for family, kind in info.kinds:
             by_family.setdefault(family, []).append(kind)
@@ -330,6 +379,58 @@ def cmd_bind(args: argparse.Namespace) -> int:
     else:
         print(f"dtab: {dtab if len(dtab) else '(empty)'}")
         print("\n".join(bound_tree_text(state.value)))
+    return EXIT_OK
+
+
+# -- namerd ------------------------------------------------------------------------------------
+def cmd_namerd(args: argparse.Namespace) -> int:
+    from .namerd.config import load_namerd_file
+    from .namerd.runtime import Namerd
+
+    plugins = load_plugins()
+    loaded = load_namerd_file(args.config, registry=plugins.registry)
+    for w in loaded.warnings:
+        logging.getLogger("turnout.namerd").warning("%s", w)
+    namerd = Namerd.build_namerd(loaded, plugins)
+
+    def announce(linker: Any) -> None:
+        for iface, config in zip(namerd.interfaces, namerd.namerd_config.interfaces, strict=False):
+            ip, port = iface.address()
+            logging.getLogger("turnout.namerd").info(
+                "interface %s listening on %s:%s", config.kind, ip, port
+            )
+        if namerd.admin is not None:
+            logging.getLogger("turnout.namerd").info(
+                "admin server on http://%s:%s/", namerd.config.admin.ip, namerd.admin.port
+            )
+
+    return run_loop(namerd.serve(on_ready=announce))
+
+
+def _leaves(group: BaseException | None) -> list[BaseException]:
+    if group is None:
+        return []
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for e in group.exceptions for leaf in _leaves(e)]
+    return [group]
+
+
+def cmd_check_namerd(args: argparse.Namespace) -> int:
+    from .namerd.config import load_namerd_file
+
+    plugins = load_plugins()
+    loaded = load_namerd_file(args.config, registry=plugins.registry)
+    cfg = loaded.config
+    if args.json:
+        print(json.dumps({"valid": True, "warnings": [w.as_dict() for w in loaded.warnings]}))
+    else:
+        for w in loaded.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        ifaces = ", ".join(str(i.kind) for i in cfg.interfaces)
+        print(
+            f"{loaded.source.name}: OK (namerd: storage {cfg.storage.kind}, "
+            f"{len(cfg.interfaces)} interface(s): {ifaces})"
+        )
     return EXIT_OK
 
 

@@ -67,6 +67,7 @@ from .naming import (
     derive_activity,
 )
 from .naming.namer import Name
+from .router.backoff import equal_jittered_backoff
 
 log = logging.getLogger("turnout.discovery")
 
@@ -91,15 +92,7 @@ def reconnect_backoff(
     start: float = 0.1, maximum: float = 10.0, rng: random.Random | None = None
 ) -> Callable[[], Iterator[float]]:
     """Delays between reconnection attempts: equal-jittered, doubling from ``start``."""
-    rnd = rng or random.Random()
-
-    def stream() -> Iterator[float]:
-        base = start
-        while True:
-            yield base / 2 + rnd.uniform(0, base / 2)
-            base = min(base * 2, maximum)
-
-    return stream
+    return equal_jittered_backoff(start, maximum, rng)
 
 
 class Freshness:

@@ -397,3 +397,78 @@ def turnout_admin_routes(linker: Linker) -> Sequence[AdminRoute] | None:
         def turnout_admin_routes(linker):
             return [AdminRoute("GET", "/example.json", example_handler, nav="example")]
     """
+
+
+@hookspec
+def turnout_build_info() -> str | None:
+    """Say how this plugin was built, for ``turnout plugins`` and ``turnout --version``.
+
+    Called once when ``turnout plugins`` or ``turnout --version`` runs (never while serving).
+    For plugins whose speed depends on how they were installed: the HTTP plugin answers
+    ``"data path: compiled"`` or ``"data path: pure Python (...)"``.
+
+    :return: one line, or ``None`` to say nothing.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_build_info():
+            return "codec: libfoo 1.2 (C)" if HAVE_C else "codec: pure Python"
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# namerd: registration hooks of the kinds only namerd uses (``turnout namerd``).
+# ---------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    # namerd's config bases import the linker's config model: their types only, here
+    from .namerd.config import DtabStoreConfig, NamerdInterfaceConfig
+
+
+@hookspec
+def turnout_register_dtab_stores() -> type[DtabStoreConfig] | Sequence[type[DtabStoreConfig]]:
+    """Register namerd dtab stores, selected by ``storage.kind`` of a namerd config.
+
+    Called once at plugin load time (read by ``turnout namerd`` and by ``turnout check`` of
+    a namerd file).
+
+    :return: one or more subclasses of :class:`turnout.namerd.DtabStoreConfig` that
+        implement ``new_store(self, ctx)``, returning a :class:`turnout.namerd.DtabStore`:
+        async ``list()``, ``get(ns)`` → ``(dtab, version)`` or None, ``create(ns, dtab)``,
+        ``put(ns, dtab, expected=None)`` (``expected`` set: write only at that version, else
+        :class:`~turnout.namerd.VersionMismatch`), ``delete(ns)``, and ``watch(ns)`` /
+        ``watch_list()``: async iterators that yield the current state first, then each
+        change. ``ctx`` is a :class:`turnout.namerd.NamerdContext`. The contract tests in
+        :mod:`turnout.namerd.store_contract` run against any store given a fixture.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_dtab_stores():
+            return [EtcdDtabStoreConfig]
+    """
+
+
+@hookspec
+def turnout_register_namerd_interfaces() -> (
+    type[NamerdInterfaceConfig] | Sequence[type[NamerdInterfaceConfig]]
+):
+    """Register namerd interfaces, the ``interfaces:`` entries of a namerd config.
+
+    Called once at plugin load time.
+
+    :return: one or more subclasses of :class:`turnout.namerd.NamerdInterfaceConfig` (which
+        holds ``ip``, ``port``, ``tls``; set the class attribute ``default_port``) that
+        implement ``new_interface(self, ctx)``, returning a
+        :class:`turnout.namerd.NamerdInterface` (``async start()``, ``address()``,
+        ``async close()``). ``ctx`` is a :class:`turnout.namerd.NamerdContext` whose
+        ``store`` is the dtab store and whose ``interpreters.interpreter(ns)`` binds names
+        with a namespace's dtab.
+
+    Example::
+
+        @turnout.hookimpl
+        def turnout_register_namerd_interfaces():
+            return [MeshInterfaceConfig]
+    """

@@ -159,9 +159,10 @@ class Linker:
             from .admin import AdminServer
 
             self.admin = AdminServer(self)
-            await self.admin.start()
+            admin = self.config.admin
+            await _listening(self.admin.start(), f"the admin server ({admin.ip}:{admin.port})")
         for router in self.routers:
-            await router.start()
+            await _listening(router.start(), f"router '{router.label}'")
         await self._announce()
         await _await_all(self.plugins.hook.turnout_startup(linker=self))
         self.ready = True
@@ -324,6 +325,18 @@ class Linker:
         while True:
             await asyncio.sleep(WINDOW)
             self.metrics.rotate()
+
+
+async def _listening(start: Awaitable[None], what: str) -> None:
+    """Await a server's start; a socket that cannot be bound (the port taken, an address
+    not on this host, a port below 1024 without the right) is a one-line error naming it."""
+    try:
+        await start
+    except OSError as e:
+        raise TurnoutError(
+            f"{what} cannot listen: {e}; choose another port or ip in the configuration, or "
+            "stop what holds it"
+        ) from e
 
 
 async def _logged(coro: Coroutine[Any, Any, Any]) -> None:

@@ -44,6 +44,7 @@ from .config.model import (
 )
 from .config.schema import ConfigObject
 from .errors import PluginError
+from .namerd.config import DtabStoreConfig, NamerdInterfaceConfig
 from .registry import Provider, Registry
 
 GROUP = "turnout"
@@ -56,6 +57,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.builtin.global_namers",
     "turnout.builtin.balancers",
     "turnout.builtin.telemeters",
+    "turnout.namerd.builtin",  # namerd's store and interface, the io.l5d.namerd.http interpreter
 )
 
 #: Each registration hook and the config base class its results must subclass.
@@ -70,6 +72,8 @@ REGISTRATION_HOOKS: dict[str, type[ConfigObject]] = {
     "turnout_register_transformers": TransformerConfig,
     "turnout_register_telemeters": TelemeterConfig,
     "turnout_register_announcers": AnnouncerConfig,
+    "turnout_register_dtab_stores": DtabStoreConfig,
+    "turnout_register_namerd_interfaces": NamerdInterfaceConfig,
 }
 
 #: Families of core's own configuration objects (not plugin kinds).
@@ -94,6 +98,8 @@ class PluginInfo:
     builtin: bool
     hooks: list[str] = field(default_factory=list)
     kinds: list[tuple[str, str]] = field(default_factory=list)
+    #: what the plugin's ``turnout_build_info`` said (see :meth:`Plugins.build_infos`)
+    build: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +110,7 @@ class PluginInfo:
             "builtin": self.builtin,
             "hooks": self.hooks,
             "kinds": [{"family": f, "kind": k} for f, k in self.kinds],
+            "build": self.build,
         }
 
 
@@ -118,6 +125,21 @@ class Plugins:
     @property
     def hook(self) -> Any:
         return self.manager.hook
+
+    def build_infos(self) -> list[PluginInfo]:
+        """Ask every plugin's ``turnout_build_info`` how it was built (fills ``info.build``);
+        the plugins that answered."""
+        by_name = {info.name: info for info in self.infos}
+        answered = []
+        for impl in self.manager.hook.turnout_build_info.get_hookimpls():
+            info = by_name.get(impl.plugin_name)
+            if info is None:
+                continue
+            result = impl.function()
+            if result:
+                info.build = str(result)
+                answered.append(info)
+        return answered
 
 
 def _switch(env: Mapping[str, str], name: str) -> set[str]:

@@ -30,13 +30,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
 from .metrics import Counter
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     # the config classes' check() call into this module (imported lazily: cryptography is slow
     # to import); their types only, here
     from .config.model import ClientTlsConfig, LinkerConfig, TlsServerConfig
@@ -98,6 +96,10 @@ def _subject(cert: x509.Certificate) -> str:
 
 def load_certs(key: str, path: str) -> list[x509.Certificate]:
     """The PEM certificates in ``path`` (at least one), or :class:`TlsError`."""
+    # (cryptography is imported where certificates are read, not with this module: it holds
+    # about 8 MB of a process's memory, which a linker without TLS does not need)
+    from cryptography import x509
+
     data = _read(key, path)
     try:
         certs = x509.load_pem_x509_certificates(data)
@@ -124,6 +126,9 @@ def _check_dates(key: str, path: str, cert: x509.Certificate, now: datetime.date
 
 
 def _load_key(key: str, path: str) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     data = _read(key, path)
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -136,6 +141,8 @@ def _load_key(key: str, path: str) -> Any:
 
 
 def _public_der(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     der: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -144,6 +151,8 @@ def _public_der(public_key: Any) -> bytes:
 
 def _check_issued(key: str, path: str, chain: list[x509.Certificate]) -> None:
     """Each certificate of ``chain`` must be signed by the next one."""
+    from cryptography.exceptions import InvalidSignature
+
     for cert, issuer in itertools.pairwise(chain):
         try:
             cert.verify_directly_issued_by(issuer)

@@ -34,10 +34,24 @@ def test_the_known_commands_are_all_there():
     } <= set(COMMANDS)
 
 
-def test_version(turnout):
+def test_version_says_how_plugins_were_built(turnout):
     result = turnout("--version")
     assert result.returncode == 0
+    assert result.stdout == (
+        f"turnout {__version__}\nturnout_fake_http: data path: fake (for the CLI tests)\n"
+    )
+
+
+def test_version_without_plugins(turnout):
+    result = turnout("--version", TURNOUT_PLUGIN_MODULES="")
+    assert result.returncode == 0
     assert result.stdout == f"turnout {__version__}\n"
+
+
+def test_version_with_a_broken_plugin_still_answers(turnout):
+    result = turnout("--version", TURNOUT_PLUGIN_MODULES="turnout_no_such_plugin_xyz")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"turnout {__version__}\n(plugins not loaded: ")
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "turnout")
@@ -92,6 +106,13 @@ def test_plugins_json(turnout):
         ("router", "http"),
     } <= kinds
     assert plugins["turnout_fake_http"]["distribution"] is None
+    assert plugins["turnout_fake_http"]["build"] == "data path: fake (for the CLI tests)"
+    assert namers["build"] is None
+
+
+def test_plugins_text_shows_the_build(turnout):
+    result = turnout("plugins")
+    assert "    build: data path: fake (for the CLI tests)\n" in result.stdout
 
 
 def test_plugins_without_autoload_lists_builtins_only(turnout):

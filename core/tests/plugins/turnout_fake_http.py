@@ -42,3 +42,8 @@ def turnout_register_protocols():
 @turnout.hookimpl
 def turnout_register_identifiers():
     return [HeaderTokenIdentifierConfig]
+
+
+@turnout.hookimpl
+def turnout_build_info():
+    return "data path: fake (for the CLI tests)"

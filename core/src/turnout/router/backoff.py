@@ -48,5 +48,22 @@ def decorrelated_jittered_backoff(
     return stream
 
 
+def exponential_jittered_backoff(
+    start: float, maximum: float, rng: random.Random | None = None
+) -> Backoff:
+    """Finagle's ``Backoff.exponentialJittered``: ``start`` first, then a random delay between
+    ``start`` and ``min(start * 2**n, maximum)`` (the namerd interpreters' ``retry``)."""
+    rnd = rng or random.Random()
+
+    def stream() -> Iterator[float]:
+        yield start
+        n = 1
+        while True:
+            yield rnd.uniform(start, min(start * 2**n, maximum))
+            n = min(n + 1, 62)
+
+    return stream
+
+
 #: failure accrual's default: equal-jittered from 5 s up to 300 s
 DEFAULT_ACCRUAL_BACKOFF = equal_jittered_backoff(5.0, 300.0)

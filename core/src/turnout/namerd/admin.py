@@ -1,0 +1,93 @@
+"""namerd's admin additions: ``/dtab/delegator.json`` (Linkerd's namerd delegator: the given
+dtab evaluated against namerd's namers; ``namespace`` is ignored) and ``/dtabs.json``
+(the namespaces and their dtabs, for a dashboard)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..admin_routes import AdminRoute
+from ..errors import BindingError, ParseError
+from ..naming import Dtab, Path, delegate
+from .runtime import Namerd
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+
+def namerd_admin_routes(namerd: Namerd) -> list[AdminRoute]:
+    async def delegator(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            if request.content_type != "application/json":
+                return web.Response(status=415, text="Content-Type must be application/json")
+            body = await request.text()
+            try:
+                params = json.loads(body)
+                if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
+                    raise ValueError
+            except ValueError:
+                return web.Response(status=400, text=f"Malformed delegation request: {body}")
+        else:
+            params = dict(request.query)
+        try:
+            dtab = Dtab.read(str(params.get("dtab") or ""))
+        except ParseError as e:
+            return web.Response(status=400, text=f"Invalid dtab: {e}")
+        try:
+            path = Path.read(str(params.get("path") or ""))
+        except ParseError as e:
+            return web.Response(status=400, text=f"Invalid path: {e}")
+        assert namerd.namespaces is not None
+        try:
+            tree = await delegate(namerd.namespaces.namers_only, dtab, path, timeout=2.0)
+        except TimeoutError:
+            return web.Response(status=503, text="Request timed out.")
+        except BindingError as e:
+            return web.Response(status=400, text=str(e))
+        return _json(tree.to_json())
+
+    async def dtabs(request: web.Request) -> web.Response:
+        assert namerd.store is not None
+        out: dict[str, str] = {}
+        for ns in await namerd.store.list():
+            found = await namerd.store.get(ns)
+            if found is not None:
+                out[ns] = found[0].show
+        return _json(out)
+
+    return [
+        AdminRoute("GET", "/dtab/delegator.json", delegator, "ui"),
+        AdminRoute("POST", "/dtab/delegator.json", delegator, "ui"),
+        AdminRoute("GET", "/dtabs.json", dtabs, "ui", nav="dtabs"),
+    ]
+
+
+def interpreter_state_routes(linker: Any) -> list[AdminRoute]:
+    """``/<router>/interpreter_state/io.l5d.namerd.http/<namespace>.json`` for each router
+    whose interpreter is io.l5d.namerd.http (Linkerd's ``interpreter_state`` pages)."""
+    from .interpreter import NamerdHttpInterpreter
+
+    routes: list[AdminRoute] = []
+    for label, interpreter in getattr(linker, "interpreters", {}).items():
+        found = interpreter
+        while not isinstance(found, NamerdHttpInterpreter) and hasattr(found, "underlying"):
+            found = found.underlying
+        if not isinstance(found, NamerdHttpInterpreter):
+            continue
+
+        def handler(interp: NamerdHttpInterpreter) -> Any:
+            async def state(request: web.Request) -> web.Response:
+                return _json(interp.state())
+
+            return state
+
+        path = f"/{label}/interpreter_state/io.l5d.namerd.http/{found.namespace}.json"
+        routes.append(AdminRoute("GET", path, handler(found), "diagnostics"))
+    return routes
+
+
+__all__ = ["interpreter_state_routes", "namerd_admin_routes"]
