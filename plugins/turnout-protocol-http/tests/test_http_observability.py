@@ -8,6 +8,7 @@ import signal
 import urllib.request
 
 import pytest
+import turnout_protocol_http
 from turnout.testing import http_request, raw_request, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -134,5 +135,7 @@ def test_compiled_data_path_is_in_use_when_expected():
     compiled = {m.__name__: m.__file__.endswith(".so") for m in modules}
     if os.environ.get("TURNOUT_EXPECT_COMPILED") == "1":
         assert all(compiled.values()), compiled
+        assert turnout_protocol_http.data_path() == "compiled"
     else:
         assert not any(compiled.values()), f"a compiled build shadows the source: {compiled}"
+        assert turnout_protocol_http.data_path() == "pure Python"

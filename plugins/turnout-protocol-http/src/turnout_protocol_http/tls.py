@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
 from turnout.api import FileWatcher, TlsError, TurnoutError, client_tls, server_context
 
 if TYPE_CHECKING:
@@ -226,6 +225,10 @@ def client_cert_header(transport: asyncio.BaseTransport) -> bytes | None:
     der = sslobj.getpeercert(binary_form=True)
     if not der or not sslobj.getpeercert():  # (the dict form is empty unless verified)
         return None
+    # (imported here, per verified connection, not with the module: cryptography holds about
+    # 8 MB of memory that a router without forwardClientCert does not need)
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     parts = [f"Hash={hashlib.sha256(der).hexdigest()}"]
     try:
