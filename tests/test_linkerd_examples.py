@@ -64,6 +64,7 @@ EXAMPLES = [
     "k8s.yaml",
     "marathon-leader.yaml",
     "mutualTls.yaml",
+    "namerd-http.yaml",
     "proxy.yaml",
     "serversets.yaml",
     "servicemesh.yaml",
@@ -79,6 +80,7 @@ STARTED_BY_PLUGIN_TESTS = {
     "influxdb.yaml": "plugins-contrib/turnout-telemeter-influxdb/tests",
     "k8s.yaml": "plugins-contrib/turnout-namer-k8s-external/tests",
     "marathon-leader.yaml": "plugins/turnout-namer-marathon/tests",
+    "namerd-http.yaml": "core/tests/namerd",
     "thrift.yaml": "plugins-contrib/turnout-protocol-thrift/tests",
 }
 
@@ -200,8 +202,15 @@ class Pki:
                 "foo/clientKey.pem": pkcs1(client_key),
                 "foo/intermediateCa.pem": pem(self.inter),
             }
-        if example == "admin-tls.yaml":
+        if example in ("admin-tls.yaml", "namerd-tls.yaml"):
             admin, key = self.leaf("linkerd-tls-e2e", "localhost", "127.0.0.1")
+            if example == "namerd-tls.yaml":
+                return {
+                    "namerd/examples/certs/namerd-cacert.pem": pem(self.root),
+                    f"{FINAGLE}/linkerd-tls-e2e-cert.pem": pem(admin),
+                    f"{FINAGLE}/linkerd-tls-e2e-key.pem": pkcs8(key),
+                    f"{FINAGLE}/cacert.pem": pem(self.root),
+                }
             return {
                 f"{FINAGLE}/linkerd-tls-e2e-cert.pem": pem(admin),
                 f"{FINAGLE}/linkerd-tls-e2e-key.pem": pkcs8(key),
@@ -422,8 +431,34 @@ def admin_json(proc: TurnoutProcess, path: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+#: examples with routers whose kinds turnout does not provide (ThriftMux and gRPC interpreters):
+#: ``turnout check`` refuses exactly those, each with the reason (known_plugins.NOT_PROVIDED)
+PARTLY_PROVIDED: dict[str, set[str]] = {
+    "namerd.yaml": {"io.l5d.namerd", "io.l5d.mesh"},
+    "namerd-mesh.yaml": {"io.l5d.mesh"},
+    "namerd-tls.yaml": {"io.l5d.namerd", "io.l5d.mesh"},
+}
+
+
 def test_every_linkerd_example_is_tested():
-    assert sorted(p.name for p in LINKERD.glob("*.yaml")) == EXAMPLES
+    assert sorted(p.name for p in LINKERD.glob("*.yaml")) == sorted([*EXAMPLES, *PARTLY_PROVIDED])
+
+
+@pytest.mark.parametrize("example", sorted(PARTLY_PROVIDED))
+def test_check_refuses_only_the_kinds_turnout_does_not_provide(example, pki, tmp_path):
+    from turnout.known_plugins import NOT_PROVIDED
+
+    ws = workspace(tmp_path / "ws", pki, example)
+    result = turnout_check(LINKERD / example, cwd=ws)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and errors, result.stdout + result.stderr
+    refused = set()
+    for line in errors:
+        assert "unknown interpreter kind '" in line, line
+        kind = line.split("unknown interpreter kind '")[1].split("'")[0]
+        assert NOT_PROVIDED[("interpreter", kind)] in line, line  # with the reason
+        refused.add(kind)
+    assert refused == PARTLY_PROVIDED[example]
 
 
 @pytest.mark.parametrize("example", sorted(STARTED_BY_PLUGIN_TESTS))

@@ -40,3 +40,44 @@ CONTRIB_KINDS: dict[tuple[str, str], str] = {
     ("namer", "io.l5d.k8s.external"): "turnout-namer-k8s-external",
     ("http identifier", "io.l5d.ingress"): "turnout-identifier-k8s-ingress",
 }
+
+_THRIFTMUX = (
+    "turnout does not provide it: it speaks ThriftMux, which turnout does not implement "
+    "(plugins-contrib/README.md says why)"
+)
+_ISTIO = (
+    "turnout does not provide it: the Istio 0.x Mixer and istio-manager APIs it used no longer "
+    "exist (plugins-contrib/README.md)"
+)
+
+#: (family, kind) → why a Linkerd kind is not available and what to use instead
+NOT_PROVIDED: dict[tuple[str, str], str] = {
+    ("namerd interface", "io.l5d.thriftNameInterpreter"): (
+        f"{_THRIFTMUX}; linkers reach namerd through io.l5d.httpController, with the "
+        "io.l5d.namerd.http interpreter"
+    ),
+    ("namerd interface", "io.l5d.mesh"): (
+        "not yet: namerd's gRPC mesh interface needs the HTTP/2 router, which is being built; "
+        "use io.l5d.httpController, with the io.l5d.namerd.http interpreter on linkers"
+    ),
+    ("namerd interface", "io.l5d.destination"): (
+        "turnout does not provide it: it is the destination API of Linkerd 2's proxies"
+    ),
+    ("interpreter", "io.l5d.namerd"): (
+        f"{_THRIFTMUX}; use 'kind: io.l5d.namerd.http' (with experimental: true) against "
+        "namerd's io.l5d.httpController"
+    ),
+    ("interpreter", "io.l5d.mesh"): (
+        "not yet: it needs the HTTP/2 router, which is being built; use io.l5d.namerd.http"
+    ),
+    ("router", "h2"): (
+        "not yet: the HTTP/2 router is being built (its codec is the turnout-protocol-h2 "
+        "distribution)"
+    ),
+    ("router", "thriftmux"): f"{_THRIFTMUX}; protocol thrift serves Finagle Thrift clients",
+    ("router", "mux"): _THRIFTMUX.replace("ThriftMux", "Mux"),
+    ("http identifier", "io.l5d.k8s.istio"): _ISTIO,
+    ("http identifier", "io.l5d.k8s.istio-ingress"): _ISTIO,
+    ("namer", "io.l5d.k8s.istio"): _ISTIO,
+    ("interpreter", "io.l5d.k8s.istio"): _ISTIO,
+}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .config.schema import ConfigObject, did_you_mean
 from .errors import PluginError
-from .known_plugins import CONTRIB_KINDS, FIRST_PARTY_KINDS
+from .known_plugins import CONTRIB_KINDS, FIRST_PARTY_KINDS, NOT_PROVIDED
 from .naming.namer import Namer
 
 
@@ -94,7 +94,7 @@ class Registry:
 
     def hint(self, family: str, kind: str) -> str | None:
         """How to get an unknown kind: the ``pip install`` line of a first-party or contrib
-        plugin."""
+        plugin, or why turnout does not provide a Linkerd kind and what to use instead."""
         dist = FIRST_PARTY_KINDS.get((family, kind))
         if dist is not None:
             return f"it is provided by the plugin '{dist}': pip install {dist}"
@@ -104,7 +104,7 @@ class Registry:
                 f"it is provided by the community plugin '{dist}' (plugins-contrib/ in "
                 f"turnout's repository): pip install {dist}"
             )
-        return None
+        return NOT_PROVIDED.get((family, kind))
 
     def suggest(self, family: str, kind: str) -> str:
         return did_you_mean(kind, self.kinds(family))

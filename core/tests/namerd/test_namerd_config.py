@@ -188,14 +188,14 @@ routers:
 )
 def test_interpreter_options_are_checked(tmp_path: Path, extra: str, message: str) -> None:
     (tmp_path / "linker.yaml").write_text(LINKER + extra)
-    r = turnout(tmp_path, "check", "linker.yaml", TURNOUT_PLUGIN_MODULES="turnout.namerd.builtin")
+    r = turnout(tmp_path, "check", "linker.yaml")
     assert r.returncode == 1, r.stdout
     assert message in r.stderr, r.stderr
 
 
 def test_interpreter_config_ok(tmp_path: Path) -> None:
     (tmp_path / "linker.yaml").write_text(LINKER + "    experimental: true\n")
-    r = turnout(tmp_path, "check", "linker.yaml", TURNOUT_PLUGIN_MODULES="turnout.namerd.builtin")
+    r = turnout(tmp_path, "check", "linker.yaml")
     assert r.returncode == 0, r.stderr
 
 
@@ -214,9 +214,7 @@ def test_linkerds_namerd_examples(tmp_path: Path) -> None:
         "    experimental: true\n    dst: /$/inet/localhost/4180\n    namespace: default\n"
         "  servers:\n  - port: 4140\n    ip: 0.0.0.0\n"
     )
-    r = turnout(
-        tmp_path, "check", "namerd-http.yaml", TURNOUT_PLUGIN_MODULES="turnout.namerd.builtin"
-    )
+    r = turnout(tmp_path, "check", "namerd-http.yaml")
     assert r.returncode == 0, r.stderr
     # an interface kind turnout does not have (yet) is named as such
     (tmp_path / "thrift.yaml").write_text(

@@ -13,7 +13,6 @@ import yaml
 from turnout.testing import DiscoDir, free_port, http_request, wait_until
 
 #: the linker finds io.l5d.namerd.http through this module until it is a built-in plugin
-NAMERD_PLUGIN_ENV = {"TURNOUT_PLUGIN_MODULES": "turnout.namerd.builtin"}
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -75,7 +74,7 @@ def test_namerd_drives_the_routing_of_a_linker(
     disco_dir.write("b", b)
     admin, api = free_port(), free_port()
     namerd = namerd_process(namerd_yaml(disco_dir, admin, api), admin, api)
-    proxy = turnout_process(linker_yaml(api), env=NAMERD_PLUGIN_ENV)
+    proxy = turnout_process(linker_yaml(api))
 
     assert wait_until(lambda: served_by(proxy) == "a", timeout=30), proxy.log()
 
@@ -122,7 +121,7 @@ def test_a_discovery_change_in_namerd_reaches_the_linker(
     disco_dir.write("a", a)
     admin, api = free_port(), free_port()
     namerd_process(namerd_yaml(disco_dir, admin, api), admin, api)
-    proxy = turnout_process(linker_yaml(api), env=NAMERD_PLUGIN_ENV)
+    proxy = turnout_process(linker_yaml(api))
     assert wait_until(lambda: served_by(proxy) == "a", timeout=30), proxy.log()
     disco_dir.write("a", c)  # the same bound id, another address: the addr watch carries it
     assert wait_until(lambda: served_by(proxy) == "c", timeout=30), proxy.log()
@@ -164,11 +163,11 @@ def test_tls_between_the_linker_and_namerd(
         router["interpreter"]["tls"] = {"commonName": "namerd.test", "trustCertsBundle": trust}
         return yaml.safe_dump(cfg)
 
-    good = turnout_process(linker(ca), env=NAMERD_PLUGIN_ENV)
+    good = turnout_process(linker(ca))
     assert wait_until(lambda: served_by(good) == "a", timeout=30), good.log()
 
     # a linker that does not trust namerd's certificate never binds through it
-    bad = turnout_process(linker(other_ca), env=NAMERD_PLUGIN_ENV)
+    bad = turnout_process(linker(other_ca))
     assert served_by(bad) != "a"  # (binding waits bindingTimeoutMs, then fails)
     assert wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in bad.log(), timeout=30), bad.log()
     assert a.request_count >= 1

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from turnout.known_plugins import CONTRIB_KINDS, FIRST_PARTY_KINDS
+from turnout.known_plugins import CONTRIB_KINDS, FIRST_PARTY_KINDS, NOT_PROVIDED
 from turnout.plugin_manager import load_plugins
 
 ROOT = Path(__file__).parents[3]
@@ -47,6 +47,10 @@ def test_hint_is_given_for_first_party_kinds_only():
             f"repository): pip install {dist}"
         )
     assert not set(FIRST_PARTY_KINDS) & set(CONTRIB_KINDS)
+    for (family, kind), why in NOT_PROVIDED.items():
+        assert registry.config_class(family, kind) is None, f"{kind} is provided now"
+        assert registry.hint(family, kind) == why
+    assert not set(NOT_PROVIDED) & (set(FIRST_PARTY_KINDS) | set(CONTRIB_KINDS))
     assert registry.hint("namer", "com.example.unknown") is None
     assert registry.hint("router", "gopher") is None
 

@@ -30,6 +30,9 @@ class H2cServer:
         self.port = 0
         self.requests: list[dict[bytes, bytes]] = []
         self._ready = threading.Event()
+        #: the connections' tasks, cancelled and awaited before the loop closes (a task left
+        #: pending would be collected later, in another test, as "Event loop is closed")
+        self._conns: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         assert self._ready.wait(10)
@@ -42,10 +45,17 @@ class H2cServer:
         self._ready.set()
         self.loop.run_forever()
         server.close()
+        for task in self._conns:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*self._conns, return_exceptions=True))
         self.loop.run_until_complete(server.wait_closed())
         self.loop.close()
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        task.add_done_callback(self._conns.discard)
         s = ServerSession()
         heads: dict[int, dict[bytes, bytes]] = {}
         sizes: dict[int, int] = {}
