@@ -92,6 +92,7 @@ from .config import (
     option,
 )
 from .config.model import (
+    BackoffConfig,
     ClientConfig,
     ClientParams,
     ClientTlsConfig,
@@ -126,6 +127,8 @@ from .namerd import (
     ChangeFeed,
     DtabStore,
     DtabStoreConfig,
+    DtabStoreError,
+    DtabStoreForbidden,
     InvalidNamespace,
     NamerdContext,
     NamerdInterface,
@@ -244,6 +247,7 @@ __all__ = [
     "Announcer",
     "AnnouncerConfig",
     "Backoff",
+    "BackoffConfig",
     "Balancer",
     "BindingError",
     "BuildContext",
@@ -265,6 +269,8 @@ __all__ = [
     "Dtab",
     "DtabStore",
     "DtabStoreConfig",
+    "DtabStoreError",
+    "DtabStoreForbidden",
     "Empty",
     "Endpoint",
     "Fail",

@@ -151,7 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     plugin.set_defaults(func=_print_help(plugin))
 
     dtab = sub.add_parser(
-        "dtab", help="explain and test routing (delegate, bind)", description="Dtab tools."
+        "dtab",
+        help="explain and test routing (delegate, bind); namerd's dtabs (list, get, put, delete)",
+        description="Dtab tools. delegate and bind work on a local config; list, get, put and "
+        "delete manage the dtabs stored in namerd (Linkerd's namerctl).",
     )
     dsub = dtab.add_subparsers(title="dtab commands", metavar="COMMAND")
     for name, func, helptext in (
@@ -166,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--json", action="store_true", help="print JSON")
         d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
         d.set_defaults(func=func, log_level="WARNING")
+    _namerd_dtab_parsers(dsub)
     dtab.set_defaults(func=_print_help(dtab))
     return p
 
@@ -379,6 +383,173 @@ def cmd_bind(args: argparse.Namespace) -> int:
     else:
         print(f"dtab: {dtab if len(dtab) else '(empty)'}")
         print("\n".join(bound_tree_text(state.value)))
+    return EXIT_OK
+
+
+# -- dtab list|get|put|delete (namerd's dtabs, Linkerd's namerctl) -----------------------------
+def _namerd_dtab_parsers(dsub: Any) -> None:
+    from .namerd.client import BASE_URL_ENV, DEFAULT_BASE_URL
+
+    def common(d: argparse.ArgumentParser, namespace: bool) -> None:
+        d.add_argument(
+            "--namerd",
+            metavar="URL",
+            default=None,
+            help=f"namerd's io.l5d.httpController (default ${BASE_URL_ENV}, else "
+            f"{DEFAULT_BASE_URL})",
+        )
+        d.add_argument("--timeout", type=float, default=10.0, help="seconds per request (10)")
+        if namespace:
+            d.add_argument(
+                "--namespace", "-n", default=None, help="the namespace (default: default)"
+            )
+
+    ls = dsub.add_parser(
+        "list", help="list namerd's namespaces", description="Print namerd's namespaces."
+    )
+    common(ls, namespace=False)
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=cmd_dtab_list, log_level="WARNING")
+
+    get = dsub.add_parser(
+        "get",
+        help="print a namespace's dtab from namerd",
+        description="Print the dtab of a namespace, one dentry per line; --json adds its version.",
+    )
+    get.add_argument("name", metavar="NAMESPACE", nargs="?", help="the namespace (default)")
+    common(get, namespace=True)
+    get.add_argument("--json", action="store_true", help="print {namespace, dtab, version}")
+    get.set_defaults(func=cmd_dtab_get, log_level="WARNING")
+
+    put = dsub.add_parser(
+        "put",
+        help="replace a namespace's dtab in namerd (shows the diff; safe against races)",
+        description="Read a dtab from FILE (- for standard input), refuse it if it does not "
+        "parse, show the unified diff against namerd's current dtab, and write it only if "
+        "nobody changed the namespace since it was read (If-Match). --create creates a new "
+        "namespace.",
+    )
+    put.add_argument("args", metavar="[NAMESPACE] FILE", nargs="+")
+    common(put, namespace=True)
+    put.add_argument("--create", action="store_true", help="create a namespace that is new")
+    put.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
+    put.set_defaults(func=cmd_dtab_put, log_level="WARNING")
+
+    delete = dsub.add_parser(
+        "delete", help="delete a namespace from namerd", description="Delete a namespace."
+    )
+    delete.add_argument("name", metavar="NAMESPACE", nargs="?", help="the namespace (default)")
+    common(delete, namespace=True)
+    delete.set_defaults(func=cmd_dtab_delete, log_level="WARNING")
+
+
+def _namerd_client(args: argparse.Namespace) -> Any:
+    from .namerd.client import NamerdClient
+
+    return NamerdClient(args.namerd, timeout=args.timeout)
+
+
+def _namespace_arg(args: argparse.Namespace, positional: str | None) -> str:
+    from .namerd.store import check_namespace
+
+    if positional is not None and args.namespace is not None and positional != args.namespace:
+        raise TurnoutError(
+            f"two namespaces given: {positional!r} and --namespace {args.namespace!r}"
+        )
+    ns = positional or args.namespace or "default"
+    try:
+        return check_namespace(ns)
+    except TurnoutError as e:
+        raise TurnoutError(f"invalid namespace: {e}") from None
+
+
+def dtab_lines(dtab: Dtab) -> list[str]:
+    """A dtab one dentry per line (``/svc => /#/io.l5d.fs;``), how get and put show it."""
+    return [f"{d.prefix.show} => {d.dst.show};" for d in dtab]
+
+
+def cmd_dtab_list(args: argparse.Namespace) -> int:
+    names = _namerd_client(args).list()
+    print(json.dumps(names) if args.json else "\n".join(names))
+    return EXIT_OK
+
+
+def cmd_dtab_get(args: argparse.Namespace) -> int:
+    ns = _namespace_arg(args, args.name)
+    found = _namerd_client(args).get(ns)
+    if args.json:
+        out = {"namespace": ns, "dtab": found.dtab.show, "version": found.version}
+        print(json.dumps(out, indent=2))
+    else:
+        print("\n".join(dtab_lines(found.dtab)))
+    return EXIT_OK
+
+
+def cmd_dtab_put(args: argparse.Namespace) -> int:
+    import difflib
+
+    from .namerd.client import NamespaceMissing, dtab_problem
+
+    if len(args.args) > 2:
+        raise TurnoutError("dtab put takes [NAMESPACE] FILE")
+    positional, source = (None, args.args[0]) if len(args.args) == 1 else args.args
+    ns = _namespace_arg(args, positional)
+    if source == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            with open(source, encoding="utf-8") as f:
+                text, name = f.read(), source
+        except OSError as e:
+            raise TurnoutError(f"cannot read {source}: {e.strerror or e}") from None
+    problem = dtab_problem(text)
+    if problem is not None:  # (before contacting namerd)
+        raise TurnoutError(f"{name}: not a valid dtab: {problem}; nothing was written")
+    new = Dtab.read(text)
+    client = _namerd_client(args)
+    try:
+        current = client.get(ns)
+    except NamespaceMissing:
+        if not args.create:
+            raise TurnoutError(
+                f"namespace {ns!r} does not exist in namerd; add --create to create it"
+            ) from None
+        old_lines: list[str] = []
+        version = None
+    else:
+        if args.create:
+            raise TurnoutError(f"namespace {ns!r} already exists; update it without --create")
+        old_lines, version = dtab_lines(current.dtab), current.version
+    new_lines = dtab_lines(new)
+    diff = list(
+        difflib.unified_diff(
+            old_lines,
+            new_lines,
+            f"namerd:{ns}" + (f" (version {version})" if version else " (new)"),
+            name,
+            lineterm="",
+        )
+    )
+    if not diff:
+        print(f"namespace {ns!r}: no change (version {version}); nothing written")
+        return EXIT_OK
+    print("\n".join(diff))
+    if args.dry_run:
+        print("(dry run: nothing written)")
+        return EXIT_OK
+    if version is None:
+        client.create(ns, new)
+        print(f"namespace {ns!r} created")
+    else:
+        client.put(ns, new, version)
+        print(f"namespace {ns!r} updated")
+    return EXIT_OK
+
+
+def cmd_dtab_delete(args: argparse.Namespace) -> int:
+    ns = _namespace_arg(args, args.name)
+    _namerd_client(args).delete(ns)
+    print(f"namespace {ns!r} deleted")
     return EXIT_OK
 
 

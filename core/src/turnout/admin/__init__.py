@@ -44,9 +44,18 @@ class AdminServer:
         self.runner: web.AppRunner | None = None
         self.tls_watcher: Any = None  # (a turnout.tls.FileWatcher with admin.tls)
         self.port: int | None = None
-        self.routes: list[AdminRoute] = self._builtin_routes()
-        for extra in linker.plugins.hook.turnout_admin_routes(linker=linker):
-            self.routes.extend(extra or ())
+        added = [
+            route
+            for extra in linker.plugins.hook.turnout_admin_routes(linker=linker)
+            for route in (extra or ())
+        ]
+        # a plugin's route replaces a built-in one of the same method and path (namerd's
+        # admin serves its own page at "/")
+        replaced = {(r.method, r.path) for r in added}
+        self.routes: list[AdminRoute] = [
+            r for r in self._builtin_routes() if (r.method, r.path) not in replaced
+        ]
+        self.routes.extend(added)
         for telemeter in linker.telemeters:
             self.routes.extend(telemeter.admin_routes())
         self._categories: dict[str, str] = {}

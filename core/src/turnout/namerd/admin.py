@@ -1,6 +1,6 @@
 """namerd's admin additions: ``/dtab/delegator.json`` (Linkerd's namerd delegator: the given
 dtab evaluated against namerd's namers; ``namespace`` is ignored) and ``/dtabs.json``
-(the namespaces and their dtabs, for a dashboard)."""
+(the namespaces and their dtabs, for a dashboard), and the namerd UI (:mod:`.ui`)."""
 
 from __future__ import annotations
 
@@ -59,10 +59,14 @@ def namerd_admin_routes(namerd: Namerd) -> list[AdminRoute]:
                 out[ns] = found[0].show
         return _json(out)
 
+    from .ui import namerd_ui_routes
+
     return [
         AdminRoute("GET", "/dtab/delegator.json", delegator, "ui"),
         AdminRoute("POST", "/dtab/delegator.json", delegator, "ui"),
         AdminRoute("GET", "/dtabs.json", dtabs, "ui", nav="dtabs"),
+        # (after /dtab/delegator.json: the UI's /dtab/{namespace} must not shadow it)
+        *namerd_ui_routes(namerd),
     ]
 
 

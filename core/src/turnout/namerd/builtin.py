@@ -64,6 +64,7 @@ class HttpControllerConfig(NamerdInterfaceConfig):
             ip=self.ip,
             port=self.effective_port,
             ssl_context=ssl_context,
+            metrics=ctx.metrics,
         )
 
 

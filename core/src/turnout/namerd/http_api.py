@@ -77,6 +77,7 @@ from .codec import (
 from .runtime import NamespaceInterpreters
 from .store import (
     DtabStore,
+    DtabStoreForbidden,
     InvalidNamespace,
     NamespaceExists,
     NamespaceNotFound,
@@ -198,13 +199,19 @@ class HttpController:
         ip: str = "127.0.0.1",
         port: int = 4180,
         ssl_context: Any = None,
+        metrics: Any = None,
     ) -> None:
         self.store = store
         self.namespaces = namespaces
         self.ip = ip
         self.port = port
         self.ssl_context = ssl_context
-        self.app = web.Application()
+        middlewares: list[Any] = []
+        if metrics is not None:  # interface/io.l5d.httpController/... request counts
+            from .metrics import http_metrics_middleware
+
+            middlewares.append(http_metrics_middleware(metrics))
+        self.app = web.Application(middlewares=middlewares)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self.runner: web.AppRunner | None = None
         self._bound: tuple[str, int] | None = None
@@ -268,6 +275,13 @@ class HttpController:
             return _text(400, str(e))
         except InvalidNamespace as e:
             return _text(400, str(e))
+        except DtabStoreForbidden as e:
+            return _text(403, str(e))
+        except web.HTTPException:
+            raise
+        except Exception as e:  # the store failed (ZooKeeper, etcd... unreachable)
+            log.warning("%s %s: dtab store failure: %s: %s", method, raw, type(e).__name__, e)
+            return _text(503, f"dtab store unavailable: {type(e).__name__}: {e}")
 
     def _namespace(self, raw: str) -> str:
         return check_namespace(urllib.parse.unquote(raw))

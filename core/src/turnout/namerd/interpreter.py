@@ -237,7 +237,10 @@ class NamerdHttpInterpreter(NameInterpreter):
         base = await self._base_url()
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=None)
+                # one long-lived connection per watch: aiohttp's default limit of 100
+                # connections would leave every watch past the 100th waiting forever
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=None),
             )
         self.connects += 1
         tls: dict[str, Any] = {}

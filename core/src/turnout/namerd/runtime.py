@@ -154,7 +154,14 @@ class Namerd(Linker):
                 )
             self.namers.append((namer_config.effective_prefix, namer))
         ctx = self.namerd_context()
-        self.store = self.namerd_config.storage.new_store(ctx)
+        from .metrics import CountingStore
+
+        # (reads, writes, conflicts, watches counted under dtabstore/<kind>/)
+        self.store = CountingStore(
+            self.namerd_config.storage.new_store(ctx),
+            self.metrics,
+            str(self.namerd_config.storage.kind),
+        )
         self.namespaces = NamespaceInterpreters(self.store, self.namers, self.global_namer)
         ctx.store, ctx.interpreters = self.store, self.namespaces
         self.interfaces = [i.new_interface(ctx) for i in self.namerd_config.interfaces]

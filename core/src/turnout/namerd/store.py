@@ -24,7 +24,8 @@ What a store author implements (subclass :class:`DtabStore`):
 
 Namespace names are checked by the caller with :func:`check_namespace` before they reach a
 store; a store may refuse more (raise :class:`InvalidNamespace`). Any other exception is a
-store failure (the HTTP API answers 500, namerd's interpreters keep their last good dtab).
+store failure (the HTTP API answers 503, namerd's interpreters keep their last good dtab);
+:class:`DtabStoreForbidden` says the store refused namerd's credentials (403).
 
 A store kind is registered with the ``turnout_register_dtab_stores`` hook (see
 :mod:`turnout.hookspecs`); its config class subclasses :class:`turnout.namerd.DtabStoreConfig`.
@@ -75,6 +76,14 @@ class NamespaceNotFound(DtabStoreError):
 class VersionMismatch(DtabStoreError):
     def __init__(self) -> None:
         super().__init__("Could not update dtab: current version does not match provided version")
+
+
+class DtabStoreForbidden(DtabStoreError):
+    """The store refused namerd's credentials for this operation (ZooKeeper's NoAuth, an ACL
+    token without the right): the HTTP API answers 403, as Linkerd's did."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "the dtab store refused this operation to namerd")
 
 
 class InvalidNamespace(DtabStoreError):

@@ -22,7 +22,10 @@ What it reproduces:
   ``/v1/agent/service/maintenance/:id``, ``/v1/agent/check/{pass,warn,fail}/:id`` and
   ``/v1/agent/check/update/:id`` (TTL checks), ``PUT /v1/catalog/register|deregister``, and
   the KV store (``GET ?raw|?recurse|?keys&separator=``, ``PUT ?cas=&flags=``,
-  ``DELETE ?recurse&cas=``; a missing key is 404 *with* ``X-Consul-Index``).
+  ``DELETE ?recurse&cas=``; a missing key is 404 *with* ``X-Consul-Index``). As Consul's KVS
+  endpoint, a KV read's ``X-Consul-Index`` (and what a blocking query on it waits for) is the
+  key's ``ModifyIndex`` when it exists, the highest index under the prefix for ``?keys`` and
+  ``?recurse`` (deletions count, through tombstones), the KV table's index otherwise.
 - Service names and ``tag`` filters match case-insensitively (Consul's catalog does);
   ``ServiceAddress`` is ``""`` when a service was registered without an address; a check
   registered without a ``Status`` starts ``critical`` (as on a real agent); every node has a
@@ -182,6 +185,8 @@ class ConsulState:
         self.checks: dict[tuple[str, str], dict[str, Any]] = {}
         #: key → {Key, Flags, Value (bytes or None), CreateIndex, ModifyIndex, LockIndex}
         self.kv: dict[str, dict[str, Any]] = {}
+        #: deleted key → the index of its deletion (Consul's tombstones, never reaped here)
+        self.kv_tombstones: dict[str, int] = {}
         self.on_change: Callable[[], None] = lambda: None
         self.ensure_node(node, node_address)
 
@@ -513,10 +518,31 @@ class ConsulState:
             if cas is not None and (old is None or old["ModifyIndex"] != cas):
                 return False
             keys = [key] if old is not None else []
+        index = self.bump()  # Consul bumps the index for a delete even of a missing key
         for k in keys:
             del self.kv[k]
-        self.bump()  # Consul bumps the index for a delete even of a missing key (tombstone)
+            self.kv_tombstones[k] = index
         return True
+
+    def kv_table_index(self, prefix: str = "") -> int:
+        """The highest index of a KV write under ``prefix`` (entries and tombstones), as
+        Consul's ``kvsMaxIndex`` / the graveyard's max index; at least 1."""
+        found = [v["ModifyIndex"] for k, v in self.kv.items() if k.startswith(prefix)]
+        found += [i for k, i in self.kv_tombstones.items() if k.startswith(prefix)]
+        return max(found, default=1)
+
+    def kv_result_index(self, key: str, *, listing: bool) -> int:
+        """``X-Consul-Index`` of a KV read, as Consul's KVS endpoint sets it: the key's
+        ``ModifyIndex`` for a single key that exists; for a listing (``?recurse``, ``?keys``)
+        the highest index under the prefix, tombstones included; for a missing key (or an
+        empty listing) the index of the whole KV table."""
+        if not listing:
+            entry = self.kv.get(key)
+            if entry is not None:
+                return int(entry["ModifyIndex"])
+            return self.kv_table_index()
+        under = self.kv_table_index(key)
+        return under if under > 1 else self.kv_table_index()
 
     # -- persistence -----------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
@@ -535,6 +561,7 @@ class ConsulState:
                 }
                 for v in self.kv.values()
             ],
+            "kv_tombstones": self.kv_tombstones,
         }
 
     @classmethod
@@ -551,6 +578,7 @@ class ConsulState:
             v["Key"]: {**v, "Value": None if v["Value"] is None else base64.b64decode(v["Value"])}
             for v in data["kv"]
         }
+        state.kv_tombstones = {k: int(i) for k, i in dict(data.get("kv_tombstones", {})).items()}
         state.on_change = lambda: None
         return state
 
@@ -970,19 +998,26 @@ class ConsulServer:
             raise ApiError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
         return "stale" if stale else "consistent" if consistent else "leader"
 
-    def _headers(self, consistency: str) -> dict[str, str]:
+    def _headers(self, consistency: str, index: int | None = None) -> dict[str, str]:
+        shown = self.state.index if index is None else index
         return {
-            "X-Consul-Index": "0" if self.zero_index else str(self.state.index),
+            "X-Consul-Index": "0" if self.zero_index else str(shown),
             "X-Consul-KnownLeader": "true",
             "X-Consul-LastContact": "0",
             "X-Consul-Effective-Consistency": consistency,
         }
 
     async def _blocking(
-        self, request: web.Request, render: Callable[[], tuple[int, Any]]
+        self,
+        request: web.Request,
+        render: Callable[[], tuple[int, Any]],
+        index_of: Callable[[], int] | None = None,
     ) -> web.Response:
         """Validate dc/consistency/index/wait, block as Consul does, then answer ``render()``
-        (status, JSON value or bytes) with the index headers."""
+        (status, JSON value or bytes) with the index headers. ``index_of``: the result's own
+        index (a KV read's: see :meth:`ConsulState.kv_result_index`), which must pass the
+        requested ``index`` to end the wait; the global index by default."""
+        current = index_of if index_of is not None else (lambda: self.state.index)
         self._check_dc(request)
         consistency = self._consistency(request)
         min_index = 0
@@ -1000,14 +1035,14 @@ class ConsulServer:
             except ValueError:
                 raise ApiError(400, "Invalid wait time") from None
         wait = min(wait, MAX_WAIT)
-        if min_index > 0 and self.state.index <= min_index:
+        if min_index > 0 and current() <= min_index:
             if self.jitter:
                 wait += random.uniform(0, wait / 16)
             deadline = asyncio.get_running_loop().time() + wait
             generation = self._wake_generation
             self._blocked[id(request)] = request
             try:
-                while self.state.index <= min_index and generation == self._wake_generation:
+                while current() <= min_index and generation == self._wake_generation:
                     remaining = deadline - asyncio.get_running_loop().time()
                     if remaining <= 0 or self._changed_event is None:
                         break
@@ -1016,7 +1051,7 @@ class ConsulServer:
             finally:
                 self._blocked.pop(id(request), None)
         status, value = render()
-        headers = self._headers(consistency)
+        headers = self._headers(consistency, current() if index_of is not None else None)
         if isinstance(value, bytes | bytearray):
             return web.Response(status=status, body=bytes(value), headers=headers)
         if value is None:
@@ -1296,7 +1331,10 @@ class ConsulServer:
                 return 200, entry["Value"] or b""
             return 200, [self.state.kv_entry(entry)]
 
-        return await self._blocking(request, render)
+        listing = "keys" in q or "recurse" in q
+        return await self._blocking(
+            request, render, lambda: self.state.kv_result_index(key, listing=listing)
+        )
 
     async def _kv_put(self, request: web.Request) -> web.Response:
         self._check_dc(request)

@@ -35,8 +35,12 @@ field names can be served):
   the change's resourceVersion. ``timeoutSeconds`` ends the stream cleanly;
   ``allowWatchBookmarks=true`` gets ``BOOKMARK`` events every :attr:`bookmark_interval` s.
 - ``POST namespaces/{ns}/{resource}`` (``409 AlreadyExists``), ``PUT .../{name}`` (creates
-  Endpoints, ``404`` for a missing Service, as Kubernetes' ``AllowCreateOnUpdate``),
-  ``DELETE .../{name}``.
+  Endpoints, ``404`` for a missing Service, as Kubernetes' ``AllowCreateOnUpdate``; a
+  ``metadata.resourceVersion`` in the body that is not the object's current one: ``409
+  Conflict``, Kubernetes' optimistic concurrency), ``DELETE .../{name}``.
+- The same for namerd's ``DTab`` custom resource (io.l5d.k8s dtab store): ``{resource}`` is
+  ``dtabs`` under ``/apis/l5d.io/v1alpha1`` (see :func:`dtab_object`); like every custom
+  resource, a ``PUT`` does not create it (``404``).
 
 One resourceVersion counter for everything (as etcd's revision), increasing by one per write;
 objects get ``metadata.uid``, ``creationTimestamp`` and ``resourceVersion``. The history keeps
@@ -90,6 +94,7 @@ __all__ = [
     "KubeApiDouble",
     "KubeApiProcess",
     "api_path",
+    "dtab_object",
     "endpoint_subset",
     "endpoints_object",
     "ingress_backend",
@@ -105,6 +110,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "endpoints": ("Endpoints", "EndpointsList"),
     "services": ("Service", "ServiceList"),
     "ingresses": ("Ingress", "IngressList"),
+    # namerd's io.l5d.k8s dtab store: the DTab custom resource (Linkerd's l5d.io/v1alpha1)
+    "dtabs": ("DTab", "DTabList"),
 }
 
 #: resource → the API group version serving it (``v1`` under ``/api``, others under ``/apis``)
@@ -112,7 +119,28 @@ API_VERSIONS: dict[str, str] = {
     "endpoints": "v1",
     "services": "v1",
     "ingresses": "networking.k8s.io/v1",
+    "dtabs": "l5d.io/v1alpha1",
 }
+
+
+def dtab_object(namespace: str, name: str, dentries: Sequence[Mapping[str, str]] | str = ()) -> Obj:
+    """A ``DTab`` custom resource (``l5d.io/v1alpha1``) as namerd's io.l5d.k8s store keeps a
+    dtab: ``dentries`` is ``[{"prefix": "/svc", "dst": "/#/io.l5d.fs"}]``, or dtab text
+    (``/svc=>/#/io.l5d.fs;/a=>/b``, split at ``;`` and the first ``=>``)."""
+    if isinstance(dentries, str):
+        entries = []
+        for part in dentries.split(";"):
+            if part.strip():
+                prefix, dst = part.split("=>", 1)
+                entries.append({"prefix": prefix.strip(), "dst": dst.strip()})
+    else:
+        entries = [dict(e) for e in dentries]
+    return {
+        "apiVersion": API_VERSIONS["dtabs"],
+        "kind": "DTab",
+        "metadata": {"name": name, "namespace": namespace},
+        "dentries": entries,
+    }
 
 
 def api_path(resource: str, namespace: str | None = None, name: str | None = None) -> str:
@@ -1079,9 +1107,29 @@ class KubeApiDouble(_Editing):
                 status_object(400, "BadRequest", "the name of the object does not match")
             )
         with self.store.lock:
-            exists = self.store.get(resource, namespace, name) is not None
+            current = self.store.get(resource, namespace, name)
+            exists = current is not None
             if not exists and kind != "Endpoints":  # AllowCreateOnUpdate: endpoints only
                 return _not_found_object(resource, name)
+            wanted = meta.get("resourceVersion")
+            if (
+                current is not None
+                and wanted not in (None, "")
+                and str(wanted) != current["metadata"]["resourceVersion"]
+            ):
+                # optimistic concurrency: an update must carry the current resourceVersion
+                group = API_VERSIONS[resource].rpartition("/")[0]
+                what = f"{resource}.{group}" if group else resource
+                return _status_response(
+                    status_object(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {what} "{name}": the object has '
+                        "been modified; please apply your changes to the latest version and "
+                        "try again",
+                        {"name": name, "kind": resource},
+                    )
+                )
             stored = self.store.put(resource, body)
         return web.json_response(stored, status=200 if exists else 201)
 

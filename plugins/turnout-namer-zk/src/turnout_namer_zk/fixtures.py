@@ -6,6 +6,7 @@ plugins built on it (``turnout-namer-curator``): in a ``conftest.py``,
   test module (tests use distinct znode paths);
 - ``zookeeper_factory(start=True)`` and ``zookeeper``: servers of one test only, for tests
   that kill or restart ZooKeeper;
+- ``zookeeper_ensemble``: a started three-server ensemble of one test;
 - ``kazoo_factory(server, timeout=10)``: started test-side kazoo clients (they own the
   ephemeral nodes the tests register), stopped at teardown.
 
@@ -21,9 +22,15 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
-from .testing import ZooKeeperServer
+from .testing import ZooKeeperEnsemble, ZooKeeperServer
 
-__all__ = ["kazoo_factory", "shared_zookeeper", "zookeeper", "zookeeper_factory"]
+__all__ = [
+    "kazoo_factory",
+    "shared_zookeeper",
+    "zookeeper",
+    "zookeeper_ensemble",
+    "zookeeper_factory",
+]
 
 ZkFactory = Callable[..., ZooKeeperServer]
 
@@ -83,3 +90,14 @@ def kazoo_factory() -> Iterator[Callable[..., KazooClient]]:
     for client in clients:
         client.stop()
         client.close()
+
+
+@pytest.fixture
+def zookeeper_ensemble(tmp_path: Path) -> Iterator[ZooKeeperEnsemble]:
+    """A started three-server :class:`~turnout_namer_zk.testing.ZooKeeperEnsemble` of this
+    test only; every member killed (by PID) at teardown."""
+    ensemble = ZooKeeperEnsemble(3, workdir=tmp_path / "zk-ensemble")
+    try:
+        yield ensemble.start()
+    finally:
+        ensemble.cleanup()

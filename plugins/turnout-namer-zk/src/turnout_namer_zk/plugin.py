@@ -1,5 +1,6 @@
 """The module named by the ``turnout`` entry point: it registers the two namer kinds, the
-``io.l5d.serversets`` announcer and the global namer ``/$/io.buoyant.namer.zk.leader``.
+``io.l5d.serversets`` announcer, the global namer ``/$/io.buoyant.namer.zk.leader`` and
+namerd's ``io.l5d.zk`` dtab store.
 
 Importing it is cheap: kazoo is imported only when a configuration uses one of the kinds (or a
 name under ``/$/io.buoyant.namer.zk.leader`` is looked up).
@@ -10,9 +11,10 @@ from __future__ import annotations
 import asyncio
 
 import turnout
-from turnout.api import AnnouncerConfig, Linker, Namer, NamerConfig
+from turnout.api import AnnouncerConfig, DtabStoreConfig, Linker, Namer, NamerConfig
 
 from .config import ServersetsAnnouncerConfig, ServersetsConfig, ZkLeaderConfig
+from .dtab_store_config import ZkDtabStoreConfig
 from .leader_global import GLOBAL_LEADER_NAMER, GLOBAL_NAME
 
 
@@ -29,6 +31,11 @@ def turnout_register_announcers() -> list[type[AnnouncerConfig]]:
 @turnout.hookimpl
 def turnout_register_global_namers() -> dict[str, Namer]:
     return {GLOBAL_NAME: GLOBAL_LEADER_NAMER}
+
+
+@turnout.hookimpl
+def turnout_register_dtab_stores() -> list[type[DtabStoreConfig]]:
+    return [ZkDtabStoreConfig]
 
 
 @turnout.hookimpl

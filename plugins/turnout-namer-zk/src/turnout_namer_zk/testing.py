@@ -338,3 +338,149 @@ async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> fl
             raise TimeoutError(f"not true after {timeout}s")
         await asyncio.sleep(0.005)
     return time.monotonic() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# A real ZooKeeper ensemble
+# ---------------------------------------------------------------------------------------------
+
+QUORUM_MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+_ENSEMBLE_CONFIG = """\
+initLimit=20
+syncLimit=10
+reconfigEnabled=false
+standaloneEnabled=false
+"""
+
+
+class EnsembleMember(ZooKeeperServer):
+    """One server of a :class:`ZooKeeperEnsemble`: ``QuorumPeerMain`` with a ``myid`` file
+    and ``server.N`` lines naming every member's peer and election ports on 127.0.0.1."""
+
+    def __init__(
+        self,
+        myid: int,
+        servers: dict[int, tuple[int, int, int]],
+        *,
+        workdir: str | os.PathLike[str],
+    ) -> None:
+        super().__init__(servers[myid][0], workdir=workdir)
+        self.myid = myid
+        (self.data_dir / "myid").write_text(f"{myid}\n")
+        lines = [
+            f"server.{n}={LOCALHOST}:{peer}:{election}"
+            for n, (_client, peer, election) in sorted(servers.items())
+        ]
+        with open(self.config_path, "a") as f:
+            f.write(_ENSEMBLE_CONFIG + "\n".join(lines) + "\n")
+
+    def launch(self) -> None:
+        """Start the process without waiting (a member serves only once a quorum is up)."""
+        assert not self.running(), "already running"
+        cmd = ["java", *JVM_FLAGS, "-cp", CLASSPATH, QUORUM_MAIN_CLASS, str(self.config_path)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        self.starts += 1
+
+    def wait_ready(self, timeout: float = 60.0) -> EnsembleMember:
+        """Wait until this member serves requests (``srvr`` shows its ``Mode``)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"ZooKeeper {self.myid} exited:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"ZooKeeper {self.myid} not serving in {timeout}s:\n{self.log()[-4000:]}"
+                )
+            time.sleep(0.1)
+        return self
+
+    def start(self, timeout: float = 60.0) -> EnsembleMember:
+        """Start this member and wait until it serves (the others must form a quorum)."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def mode(self) -> str | None:
+        """``leader`` or ``follower`` while serving, else None."""
+        try:
+            for line in self.command("srvr").splitlines():
+                if line.startswith("Mode:"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return None
+
+
+class ZooKeeperEnsemble:
+    """A ``size``-server ZooKeeper ensemble on 127.0.0.1 (distinct client, peer and election
+    ports; one directory and ``myid`` per member), every process stopped by PID::
+
+        with ZooKeeperEnsemble(3, workdir=tmp_path) as zk:
+            zk.hosts                  # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3"
+            zk.members[0].kill()      # the other two keep a quorum
+            zk.members[0].start()     # rejoins
+    """
+
+    def __init__(self, size: int = 3, *, workdir: str | os.PathLike[str] | None = None) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="zk-ensemble-")
+            workdir = self._tmp.name
+        root = Path(workdir)
+        servers = {n: (free_port(), free_port(), free_port()) for n in range(1, size + 1)}
+        self.members = [
+            EnsembleMember(n, servers, workdir=root / f"zk{n}") for n in sorted(servers)
+        ]
+
+    @property
+    def hosts(self) -> str:
+        """The connect string naming every member."""
+        return ",".join(m.hosts for m in self.members)
+
+    def zk_addrs(self) -> list[dict[str, Any]]:
+        """``zkAddrs`` for a turnout config: every member."""
+        return [a for m in self.members for a in m.zk_addrs()]
+
+    def start(self, timeout: float = 90.0) -> ZooKeeperEnsemble:
+        """Start every member and wait until all serve (killing them all on failure)."""
+        try:
+            for member in self.members:
+                member.launch()
+            deadline = time.monotonic() + timeout
+            for member in self.members:
+                member.wait_ready(max(deadline - time.monotonic(), 1.0))
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def leader(self) -> EnsembleMember | None:
+        return next((m for m in self.members if m.mode() == "leader"), None)
+
+    def kill(self) -> None:
+        for member in self.members:
+            member.kill()
+
+    def cleanup(self) -> None:
+        """Kill every member and remove the temporary directory (if one was made)."""
+        self.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def logs(self, tail: int = 2000) -> str:
+        return "\n".join(f"--- zk{m.myid} ---\n{m.log()[-tail:]}" for m in self.members)
+
+    def __enter__(self) -> ZooKeeperEnsemble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -1,0 +1,158 @@
+"""End to end: ``turnout namerd`` with the io.l5d.k8s dtab store against the Kubernetes API
+double, and a linker binding through it with io.l5d.namerd.http: a PUT through namerd's API
+changes where real requests go; a DTab written straight into the API (kubectl) does too; a
+stale version is refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from turnout.testing import (
+    DiscoDir,
+    die_with_parent,
+    free_port,
+    http_request,
+    port_open,
+    wait_until,
+)
+from turnout_namer_k8s.testing import KubeApiDouble, dtab_object
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def namerd(tmp_path: Path) -> Iterator[Callable[[str, int], subprocess.Popen[bytes]]]:
+    """``namerd(config_yaml, api_port)``: ``python -m turnout namerd`` (killed at teardown)."""
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(config: str, api_port: int) -> subprocess.Popen[bytes]:
+        path = tmp_path / f"namerd-{len(started)}.yaml"
+        path.write_text(config)
+        log = path.with_suffix(".log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "turnout", "namerd", str(path)],
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        started.append((proc, log))
+        assert wait_until(
+            lambda: port_open("127.0.0.1", api_port) or proc.poll() is not None, timeout=30
+        ), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        return proc
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        print(f"--- {log} ---\n{log.read_text(errors='replace')}")
+
+
+def linker_yaml(api: int) -> str:
+    return yaml.safe_dump(
+        {
+            "admin": {"port": free_port()},
+            "routers": [
+                {
+                    "protocol": "http",
+                    "interpreter": {
+                        "kind": "io.l5d.namerd.http",
+                        "experimental": True,
+                        "dst": f"/$/inet/127.0.0.1/{api}",
+                        "namespace": "default",
+                        "retry": {"baseSeconds": 1, "maxSeconds": 2},
+                    },
+                    "servers": [{"port": free_port()}],
+                }
+            ],
+        }
+    )
+
+
+def served_by(proxy: Any) -> str:
+    r = http_request(proxy.port, "GET", "/", {"Host": "web"}, timeout=15)
+    return r.text.split(" ")[0] if r.status == 200 else f"status {r.status}"
+
+
+def api(port: int, method: str, target: str, body: bytes | None = None, **headers: str) -> Any:
+    all_headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/dtab"}
+    all_headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return http_request(port, method, target, all_headers, body, timeout=10)
+
+
+def test_a_put_through_namerd_changes_the_routing(
+    namerd: Any,
+    turnout_process: Any,
+    recording_backend: Any,
+    disco_dir: DiscoDir,
+    kube: KubeApiDouble,
+) -> None:
+    a, b, c = (recording_backend(name=n) for n in "abc")
+    for name, backend in (("a", a), ("b", b), ("c", c)):
+        disco_dir.write(name, backend)
+    kube.put_object("dtabs", dtab_object("linkerd", "default", "/svc/web=>/#/io.l5d.fs/a"))
+    port = free_port()
+    namerd(
+        yaml.safe_dump(
+            {
+                "admin": {"port": free_port()},
+                "storage": {
+                    "kind": "io.l5d.k8s",
+                    "host": "127.0.0.1",
+                    "port": kube.port,
+                    "namespace": "linkerd",
+                },
+                "namers": [
+                    {"kind": "io.l5d.fs", "rootDir": str(disco_dir.root), "pollIntervalMs": 50}
+                ],
+                "interfaces": [{"kind": "io.l5d.httpController", "port": port}],
+            }
+        ),
+        port,
+    )
+    proxy = turnout_process(linker_yaml(port))
+    assert wait_until(lambda: served_by(proxy) == "a", timeout=30), proxy.log()
+
+    def stored() -> Any:
+        path = "/apis/l5d.io/v1alpha1/namespaces/linkerd/dtabs/default"
+        with urllib.request.urlopen(kube.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    current = api(port, "GET", "/api/1/dtabs/default")
+    assert current.status == 200, current.text
+    etag = current.header("ETag")
+    rv = stored()["metadata"]["resourceVersion"]
+    assert etag == base64.b64encode(rv.encode()).decode()
+
+    r = api(port, "PUT", "/api/1/dtabs/default", b"/svc/web=>/#/io.l5d.fs/b", If_Match=etag)
+    assert r.status == 204, r.text
+    assert wait_until(lambda: served_by(proxy) == "b", timeout=30), proxy.log()
+    assert stored()["dentries"] == [{"prefix": "/svc/web", "dst": "/#/io.l5d.fs/b"}]
+
+    # the version namerd gave out is stale now: 412 (the API answered 409), nothing changes
+    r = api(port, "PUT", "/api/1/dtabs/default", b"/svc/web=>/#/io.l5d.fs/a", If_Match=etag)
+    assert r.status == 412, r.text
+    assert {served_by(proxy) for _ in range(3)} == {"b"}
+    assert any(rec.status == 409 for rec in kube.requests("write"))
+
+    # a DTab changed straight through the API (kubectl apply) reaches the linker
+    kube.put_object("dtabs", dtab_object("linkerd", "default", "/svc/web=>/#/io.l5d.fs/c"))
+    assert wait_until(lambda: served_by(proxy) == "c", timeout=30), proxy.log()
