@@ -39,8 +39,9 @@ What is here, by the part of a plugin that needs it:
   :func:`ip_literal`, :data:`Lookup`; TLS to a back-end: :func:`client_ssl_context`.
 - **Telemetry**: :class:`Telemeter`, :class:`Tracer`, :class:`Span`, :class:`MetricsTree`
   and its :class:`Counter`, :class:`SumCounter`, :class:`Gauge`, :class:`Histogram`
-  (bucket :data:`BOUNDS` and :data:`VALUES`, the :data:`WINDOW` of histograms),
-  :class:`AdminRoute`.
+  (bucket :data:`BOUNDS` and :data:`VALUES`, the :data:`WINDOW` of histograms), the scopes
+  of its keys for telemeters that relabel them (:func:`split_metric_key` into a
+  :class:`MetricScope`, given the tree's :func:`metric_anchors`), :class:`AdminRoute`.
 - **Protocols**: the request stack (see docs/architecture.md): :class:`RequestStack` and
   :class:`Call` (subclass them), :class:`Counts`, :class:`Tally`, :class:`ServerStats`,
   :class:`RouteCache`, the classifier verdicts :data:`SUCCESS`, :data:`FAILURE`,
@@ -113,6 +114,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .linker import Linker, RouterRuntime
+from .metric_scopes import MetricScope, metric_anchors, split_metric_key
 from .metrics import (
     BOUNDS,
     VALUES,
@@ -291,6 +293,7 @@ __all__ = [
     "LinkerConfig",
     "LoadBalancerConfig",
     "Lookup",
+    "MetricScope",
     "MetricsTree",
     "Name",
     "NameBound",
@@ -355,9 +358,11 @@ __all__ = [
     "equal_jittered_backoff",
     "hookimpl",
     "ip_literal",
+    "metric_anchors",
     "open_connection",
     "option",
     "reconnect_backoff",
     "server_context",
+    "split_metric_key",
     "tracing_of",
 ]

@@ -42,7 +42,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from turnout.api import Counter, Gauge, Histogram, MetricsTree, SumCounter
+from turnout.api import (
+    Counter,
+    Gauge,
+    Histogram,
+    MetricsTree,
+    SumCounter,
+    metric_anchors,
+    split_metric_key,
+)
 
 __all__ = [
     "escape_field_key",
@@ -126,45 +134,6 @@ def format_line(
 
 # -- the metrics tree --------------------------------------------------------------------------
 
-#: leaves that every client and service scope has (so their parent is the scope): where an
-#: id of several segments ends is learnt from the tree itself (as the Prometheus telemeter)
-ANCHOR_LEAVES = frozenset({"requests", "success", "failures", "request_latency_ms"})
-
-#: first segments of metrics below a scope; used only when a scope has no anchor
-_METRIC_HEADS = frozenset(
-    {
-        "available",
-        "budget",
-        "closes",
-        "connect_latency_ms",
-        "connection_duration",
-        "connections",
-        "connects",
-        "endpoint",
-        "exn",
-        "failed_connect_latency_ms",
-        "failure_accrual",
-        "failures",
-        "loadbalancer",
-        "pending",
-        "pool_cached",
-        "pool_num_too_many_waiters",
-        "pool_num_waited",
-        "pool_size",
-        "pool_waiters",
-        "received_bytes",
-        "rejected",
-        "request_latency_ms",
-        "requests",
-        "retries",
-        "sent_bytes",
-        "service",
-        "status",
-        "success",
-        "time",
-    }
-)
-
 _DISALLOWED = re.compile(r"[^a-zA-Z0-9:]")
 
 #: histogram fields: (suffix, key of ``Histogram.snapshot()``), in Linkerd's names
@@ -182,32 +151,6 @@ _STAT_FIELDS = (
 )
 
 
-def anchors_of(keys: Iterable[Key]) -> frozenset[Key]:
-    """The client and service scopes present in the tree."""
-    out = set()
-    for key in keys:
-        if (
-            len(key) >= 5
-            and key[-1] in ANCHOR_LEAVES
-            and key[0] == "rt"
-            and key[2] in ("client", "service")
-        ):
-            out.add(key[:-1])
-    return frozenset(out)
-
-
-def _id_end(key: Key, start: int, anchors: frozenset[Key]) -> int:
-    """Index just past the id that begins at ``start`` (at least one segment; never the
-    last segment of the key, which is the metric's own name)."""
-    for end in range(start + 1, len(key)):
-        if key[:end] in anchors:
-            return end
-    for end in range(start + 1, len(key)):
-        if key[end] in _METRIC_HEADS:
-            return end
-    return max(start + 1, len(key) - 1)
-
-
 @dataclass(frozen=True, slots=True)
 class Place:
     """Where one metric of the tree goes: its line (measurement and tags but ``host``) and
@@ -219,45 +162,28 @@ class Place:
 
 
 def place_of(key: Key, anchors: frozenset[Key]) -> Place:
-    """The :class:`Place` of ``key`` (see the module docstring)."""
-    tags: list[tuple[str, str]] = []
-    if len(key) >= 3 and key[0] == "rt":
-        router, kind = key[1], key[2]
-        tags.append(("rt", router))
-        parts: list[str] = ["rt"]
-        rest: Key
-        if kind == "server" and len(key) >= 6:
-            parts.append("server")
-            tags.append(("server", f"{key[3]}/{key[4]}"))
-            rest = key[5:]
-        elif kind == "service" and len(key) >= 5:
-            end = _id_end(key, 3, anchors)
-            parts.append("service")
-            tags.append(("service", "/".join(key[3:end])))
-            rest = key[end:]
-        elif kind == "client" and len(key) >= 5:
-            end = _id_end(key, 3, anchors)
-            parts.append("client")
-            tags.append(("client", "/".join(key[3:end])))
-            rest = key[end:]
-            if len(rest) >= 3 and rest[0] == "service":
-                s_end = _id_end(key, end + 1, anchors)
-                parts.append("service")
-                tags.append(("service", "/".join(key[end + 1 : s_end])))
-                rest = key[s_end:]
-            elif len(rest) >= 3 and rest[0] == "endpoint":
-                parts.append("endpoint")
-                tags.append(("endpoint", rest[1]))
-                rest = rest[2:]
-        else:
-            rest = key[2:]
-        parts.extend(rest[:-1])
-        field = rest[-1]
-    else:
-        parts = list(key[:-1]) or ["root"]
-        field = key[-1]
-    measurement = _DISALLOWED.sub("_", ":".join(parts))
-    return Place(measurement, tuple(tags), field)
+    """The :class:`Place` of ``key`` (see the module docstring): core's scope of the key
+    (:func:`turnout.api.split_metric_key`) as tags, the rest of its path as measurement."""
+    scope = split_metric_key(key, anchors)
+    if not scope.kind:  # outside rt/
+        measurement = _DISALLOWED.sub("_", ":".join(key[:-1]) or "root")
+        return Place(measurement, (), key[-1])
+    tags: list[tuple[str, str]] = [("rt", scope.router or "")]
+    parts = ["rt"]
+    if scope.server is not None:
+        parts.append("server")
+        tags.append(("server", "/".join(scope.server)))
+    if scope.client is not None:
+        parts.append("client")
+        tags.append(("client", "/".join(scope.client)))
+    if scope.service is not None:
+        parts.append("service")
+        tags.append(("service", "/".join(scope.service)))
+    if scope.endpoint is not None:
+        parts.append("endpoint")
+        tags.append(("endpoint", scope.endpoint))
+    parts.extend(scope.rest[:-1])
+    return Place(_DISALLOWED.sub("_", ":".join(parts)), tuple(tags), scope.rest[-1])
 
 
 def _number(value: float) -> int | float:
@@ -277,7 +203,7 @@ class Renderer:
     def render(self, host: str) -> str:
         """The whole tree, one line per scope, sorted; ``""`` when the tree is empty."""
         items = self.metrics.sorted_items()
-        anchors = anchors_of(key for key, _ in items)
+        anchors = metric_anchors(key for key, _ in items)
         if anchors != self._anchors:
             self._anchors = anchors
             self._places = {}

@@ -2,13 +2,10 @@
 
 Two steps, both pure functions of the key (so their results are cached per key):
 
-1. :func:`split` finds the *scope* of a key under ``rt/<router>/``: a server
-   (``server/<ip>/<port>``), a service (``service/<logical name...>``), a client
-   (``client/<bound id...>``, optionally ``.../service/<logical name...>`` for a
-   client/service pair) and, below a client, an ``endpoint/<host:port>``. Client ids and
-   service names have any number of segments, so where an id ends is learnt from the tree
-   itself: every client and service scope holds ``requests``/``success``/``failures``/
-   ``request_latency_ms`` (its *anchors*, see :func:`anchors_of`).
+1. :func:`split` (core's :func:`turnout.api.split_metric_key`) finds the *scope* of a key
+   under ``rt/<router>/``: a server, a service, a client (or a client/service pair) and,
+   below a client, an endpoint; where a multi-segment id ends is learnt from the tree's
+   *anchors* (:func:`anchors_of`; see :mod:`turnout.metric_scopes`).
 2. A :class:`Naming` turns the scope and the rest of the path into a family name, labels and
    a unit scale: :class:`PrometheusNaming` (``turnout_client_requests_total{router, client}``,
    latencies in seconds) or :class:`LinkerdNaming` (Linkerd 1's names exactly:
@@ -18,117 +15,19 @@ Two steps, both pure functions of the key (so their results are cached per key):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Key = tuple[str, ...]
+from turnout.api import MetricScope, metric_anchors, split_metric_key
+
+Key = tuple[str, ...]  # (the same as turnout.api's metric keys)
 #: what a metric of the tree is, as far as naming goes
 Kind = Literal["counter", "gauge", "stat"]
 
-#: leaves that every client and service scope has (so their parent is a scope)
-ANCHOR_LEAVES = frozenset({"requests", "success", "failures", "request_latency_ms"})
-
-#: first segments of metrics below a scope; used only when a scope has no anchor
-_METRIC_HEADS = frozenset(
-    {
-        "available",
-        "budget",
-        "closes",
-        "connect_latency_ms",
-        "connection_duration",
-        "connections",
-        "connects",
-        "endpoint",
-        "exn",
-        "failed_connect_latency_ms",
-        "failure_accrual",
-        "failures",
-        "loadbalancer",
-        "pending",
-        "pool_cached",
-        "pool_num_too_many_waiters",
-        "pool_num_waited",
-        "pool_size",
-        "pool_waiters",
-        "received_bytes",
-        "rejected",
-        "request_latency_ms",
-        "requests",
-        "retries",
-        "sent_bytes",
-        "service",
-        "status",
-        "success",
-        "time",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Where a key sits: the ids lifted out of its path and the metric path below them."""
-
-    #: ``server``, ``client``, ``service``, ``router`` (other keys under ``rt/<router>``) or
-    #: ``""`` (keys outside ``rt/``: ``process/...``, ``namer/...``)
-    kind: str
-    rest: Key
-    router: str | None = None
-    server: tuple[str, str] | None = None
-    client: Key | None = None
-    #: the logical name of a service scope, or of a client/service pair
-    service: Key | None = None
-    endpoint: str | None = None
-
-
-def anchors_of(keys: Iterable[Key]) -> frozenset[Key]:
-    """The client and service scopes present in the tree (see the module docstring)."""
-    out = set()
-    for key in keys:
-        if (
-            len(key) >= 5
-            and key[-1] in ANCHOR_LEAVES
-            and key[0] == "rt"
-            and key[2] in ("client", "service")
-        ):
-            out.add(key[:-1])
-    return frozenset(out)
-
-
-def _id_end(key: Key, start: int, anchors: frozenset[Key]) -> int:
-    """Index just past the id that begins at ``start`` (at least one segment long)."""
-    for end in range(start + 1, len(key)):
-        if key[:end] in anchors:
-            return end
-    for end in range(start + 1, len(key)):  # no anchor: stop at the first metric name
-        if key[end] in _METRIC_HEADS:
-            return end
-    return max(start + 1, len(key) - 1)
-
-
-def split(key: Key, anchors: frozenset[Key]) -> Scope:
-    """The :class:`Scope` of ``key`` given the tree's ``anchors``."""
-    if len(key) < 3 or key[0] != "rt":
-        return Scope("", key)
-    router, kind = key[1], key[2]
-    if kind == "server" and len(key) >= 6:
-        return Scope("server", key[5:], router=router, server=(key[3], key[4]))
-    if kind == "service" and len(key) >= 5:
-        end = _id_end(key, 3, anchors)
-        return Scope("service", key[end:], router=router, service=key[3:end])
-    if kind == "client" and len(key) >= 5:
-        end = _id_end(key, 3, anchors)
-        client, rest = key[3:end], key[end:]
-        service = endpoint = None
-        if len(rest) >= 3 and rest[0] == "service":
-            s_end = _id_end(key, end + 1, anchors)
-            service, rest = key[end + 1 : s_end], key[s_end:]
-        elif len(rest) >= 3 and rest[0] == "endpoint":
-            endpoint, rest = rest[1], rest[2:]
-        return Scope(
-            "client", rest, router=router, client=client, service=service, endpoint=endpoint
-        )
-    return Scope("router", key[2:], router=router)
+#: (the scope splitting is core's, shared with other telemeters: turnout.metric_scopes)
+Scope = MetricScope
+anchors_of = metric_anchors
+split = split_metric_key
 
 
 @dataclass(frozen=True, slots=True)
