@@ -29,6 +29,8 @@ FIRST_PARTY_KINDS: dict[tuple[str, str], str] = {
     ("namer", "io.l5d.k8s.ns"): "turnout-namer-k8s",
     ("transformer", "io.l5d.k8s.daemonset"): "turnout-namer-k8s",
     ("transformer", "io.l5d.k8s.localnode"): "turnout-namer-k8s",
+    ("namerd interface", "io.l5d.mesh"): "turnout-namerd-mesh",
+    ("interpreter", "io.l5d.mesh"): "turnout-namerd-mesh",
 }
 
 #: (family, kind) → distribution name, for the community-grade plugins of ``plugins-contrib/``
@@ -56,19 +58,12 @@ NOT_PROVIDED: dict[tuple[str, str], str] = {
         f"{_THRIFTMUX}; linkers reach namerd through io.l5d.httpController, with the "
         "io.l5d.namerd.http interpreter"
     ),
-    ("namerd interface", "io.l5d.mesh"): (
-        "not yet: namerd's gRPC mesh interface needs the HTTP/2 router, which is being built; "
-        "use io.l5d.httpController, with the io.l5d.namerd.http interpreter on linkers"
-    ),
     ("namerd interface", "io.l5d.destination"): (
         "turnout does not provide it: it is the destination API of Linkerd 2's proxies"
     ),
     ("interpreter", "io.l5d.namerd"): (
         f"{_THRIFTMUX}; use 'kind: io.l5d.namerd.http' (with experimental: true) against "
         "namerd's io.l5d.httpController"
-    ),
-    ("interpreter", "io.l5d.mesh"): (
-        "not yet: it needs the HTTP/2 router, which is being built; use io.l5d.namerd.http"
     ),
     ("router", "h2"): (
         "not yet: the HTTP/2 router is being built (its codec is the turnout-protocol-h2 "

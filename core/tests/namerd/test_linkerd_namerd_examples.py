@@ -1,11 +1,13 @@
 """Linkerd's namerd examples (``examples/linkerd/namerd/``, copied unchanged) pass ``turnout
 check`` except for the interfaces turnout does not provide (ThriftMux's
-``io.l5d.thriftNameInterpreter``, the gRPC ``io.l5d.mesh``, Linkerd 2's ``io.l5d.destination``),
-each refused with the reason; ``minimal.yaml`` runs, and Linkerd's linker config
+``io.l5d.thriftNameInterpreter``, Linkerd 2's ``io.l5d.destination``) and those of a first-party
+plugin that is not installed (the gRPC ``io.l5d.mesh`` of ``turnout-namerd-mesh``), each refused
+with the reason; ``minimal.yaml`` runs, and Linkerd's linker config
 ``examples/linkerd/namerd-http.yaml`` routes real requests through it."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 import trustme
 import yaml
-from turnout.known_plugins import NOT_PROVIDED
+from turnout.known_plugins import FIRST_PARTY_KINDS, NOT_PROVIDED
 from turnout.testing import free_port, http_request, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -77,6 +79,26 @@ def check(path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def is_refused(key: tuple[str, str]) -> bool:
+    """Refused by ``turnout check``: not provided at all, or its first-party plugin is not
+    installed here."""
+    return key in NOT_PROVIDED or (
+        key in FIRST_PARTY_KINDS and not installed(FIRST_PARTY_KINDS[key])
+    )
+
+
+def reason(key: tuple[str, str]) -> str:
+    return NOT_PROVIDED.get(key) or f"pip install {FIRST_PARTY_KINDS[key]}"
+
+
 #: store kinds of Linkerd's examples that turnout does not have yet (refused as unknown)
 NOT_YET_STORES = {"io.l5d.etcd"}
 
@@ -85,7 +107,7 @@ NOT_YET_STORES = {"io.l5d.etcd"}
 def test_check_refuses_only_the_interfaces_turnout_does_not_provide(example, tmp_path):
     config = yaml.safe_load((NAMERD / example).read_text())
     missing = {
-        i["kind"] for i in config["interfaces"] if ("namerd interface", i["kind"]) in NOT_PROVIDED
+        i["kind"] for i in config["interfaces"] if is_refused(("namerd interface", i["kind"]))
     }
     result = check(NAMERD / example, workspace(tmp_path))
     output = result.stdout + result.stderr
@@ -106,7 +128,7 @@ def test_check_refuses_only_the_interfaces_turnout_does_not_provide(example, tmp
             continue
         assert "unknown namerd interface kind '" in line, line  # nothing else is refused
         kind = line.split("unknown namerd interface kind '")[1].split("'")[0]
-        assert NOT_PROVIDED[("namerd interface", kind)] in line, line  # with the reason
+        assert reason(("namerd interface", kind)) in line, line  # with the reason
         refused.add(kind)
     assert refused == missing | pending
 
