@@ -11,6 +11,7 @@ to the linker's admin server:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import turnout
@@ -74,7 +75,12 @@ def _delegate(interpreter: Any) -> Any:
 
 @turnout.hookimpl
 def turnout_admin_routes(linker: Linker) -> list[AdminRoute]:
-    from .interpreter import MeshInterpreter
+    # grpc and the generated code cost about 10 MB: a linker without an io.l5d.mesh
+    # interpreter never imports them (the interpreter module is imported by building one)
+    module = sys.modules.get(f"{__package__}.interpreter")
+    if module is None:
+        return []
+    MeshInterpreter = module.MeshInterpreter
 
     routes: list[AdminRoute] = []
     for label, interpreter in getattr(linker, "interpreters", {}).items():
