@@ -1,5 +1,6 @@
 """``/delegator.json`` in-process: a dtab that describes a huge tree (issue 10, item 3) gets a
-truncated tree with a ``note`` at once instead of wedging the event loop."""
+truncated tree with a ``note`` at once instead of wedging the event loop; a router whose
+interpreter binds elsewhere (namerd) is delegated there (``remote_delegate``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from turnout.admin import AdminServer
-from turnout.naming import MAX_DELEGATE_NODES, GlobalNamer
+from turnout.naming import MAX_DELEGATE_NODES, Dtab, GlobalNamer, NameInterpreter, Path
+from turnout.naming.transformer import TransformingInterpreter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,10 +24,11 @@ def nested(levels: int, op: str, end: str = "/$/inet/127.1/1") -> str:
     return "; ".join([*entries, f"/s{levels} => {end}", "/svc/x => /s0"])
 
 
-def app() -> web.Application:
-    """The handler of an AdminServer over a linker that only has a global namer."""
+def app(interpreters: dict[str, Any] | None = None) -> web.Application:
+    """The handler of an AdminServer over a linker that only has a global namer (and
+    ``interpreters``)."""
     admin: Any = SimpleNamespace(
-        linker=SimpleNamespace(interpreters={}, global_namer=GlobalNamer())
+        linker=SimpleNamespace(interpreters=interpreters or {}, global_namer=GlobalNamer())
     )
     admin._interpreter = lambda namespace: AdminServer._interpreter(admin, namespace)
     application = web.Application()
@@ -38,10 +41,10 @@ def app() -> web.Application:
     return application
 
 
-def call(method: str, **kw: Any) -> tuple[int, Any]:
+def call(method: str, interpreters: dict[str, Any] | None = None, **kw: Any) -> tuple[int, Any]:
     async def run() -> tuple[int, Any]:
         async with (
-            TestClient(TestServer(app())) as client,
+            TestClient(TestServer(app(interpreters))) as client,
             client.request(method, "/delegator.json", **kw) as r,
         ):
             body = await r.text()
@@ -77,3 +80,45 @@ def test_a_small_tree_has_no_note() -> None:
     assert status == 200
     assert "note" not in tree
     assert json.dumps(tree).count('"type": "leaf"') == 2**3
+
+
+class Remote(NameInterpreter):
+    """Binds elsewhere: delegation is asked of the remote side, which answers ``answer`` (or
+    raises it)."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, str]] = []
+
+    @property
+    def can_delegate(self) -> bool:
+        return False
+
+    async def remote_delegate(self, dtab: Dtab, path: Path) -> Any:
+        self.asked.append((dtab.show, path.show))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_a_remote_interpreter_is_asked_with_the_requests_dtab() -> None:
+    tree = {"type": "delegate", "path": "/svc/web", "delegate": {"type": "neg"}}
+    remote = Remote(tree)
+    query = {"namespace": "r", "path": "/svc/web", "dtab": "/svc => /#/io.l5d.fs"}
+    status, answer = call("GET", {"r": TransformingInterpreter(remote, [])}, params=query)
+    assert (status, answer) == (200, tree)
+    assert remote.asked == [("/svc=>/#/io.l5d.fs", "/svc/web")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "text"),
+    [
+        (ValueError("namerd: bad dtab"), 400, "namerd: bad dtab"),
+        (ConnectionRefusedError("connection refused"), 502, "Delegation failed: connection"),
+        (None, 501, "Name Interpreter for r cannot show delegations"),
+    ],
+)
+def test_a_remote_refusal_failure_or_no_support(answer: Any, status: int, text: str) -> None:
+    query = {"namespace": "r", "path": "/svc/web", "dtab": ""}
+    got, body = call("GET", {"r": Remote(answer)}, params=query)
+    assert got == status and text in body, (got, body)

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,23 @@ def test_minimal_namerd_and_linkerds_namerd_http_linker(
     assert stale.status == 412
     assert answer().startswith("two")
     assert json.loads(namerd.request("GET", "/api/1/dtabs").body) == ["default"]
+
+    # the linker's /delegator.json (its dashboard's delegator) asks namerd: the stored dtab,
+    # then the dtab of the request
+    admin_port = int(proxy.admin_url.rsplit(":", 1)[1])
+
+    def delegator(dtab: str) -> Any:
+        query = urllib.parse.urlencode({"namespace": "http", "path": "/svc/web", "dtab": dtab})
+        return http_request(
+            admin_port, headers={"Host": "admin"}, target=f"/delegator.json?{query}", timeout=15
+        )
+
+    r = delegator("")
+    assert r.status == 200, (r.status, r.text)
+    tree = json.loads(r.text)
+    assert tree["path"] == "/svc/web" and f"/$/inet/127.0.0.1/{two.port}" in r.text, tree
+    r = delegator(f"/svc/web => /$/inet/127.0.0.1/{one.port}")
+    assert r.status == 200 and f"/$/inet/127.0.0.1/{one.port}" in r.text, (r.status, r.text)
+    namerd.stop()
+    r = delegator("")
+    assert r.status == 502 and "Delegation failed" in r.text, (r.status, r.text)

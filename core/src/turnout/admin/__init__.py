@@ -330,6 +330,16 @@ class AdminServer:
         except ParseError as e:
             return web.Response(status=400, text=f"Invalid path: {e}")
         interpreter = self._interpreter(namespace)
+        if interpreter is not None and not interpreter.can_delegate:  # it binds elsewhere
+            try:
+                remote = await interpreter.remote_delegate(dtab, path)
+            except ValueError as e:
+                return web.Response(status=400, text=str(e))
+            except Exception as e:
+                log.warning("delegating %s through %s failed: %s", path.show, namespace, e)
+                return web.Response(status=502, text=f"Delegation failed: {e}")
+            if remote is not None:
+                return _json(remote)
         if interpreter is None or not interpreter.can_delegate:
             return web.Response(
                 status=501, text=f"Name Interpreter for {namespace} cannot show delegations"

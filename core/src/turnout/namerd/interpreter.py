@@ -109,6 +109,26 @@ class NamerdHttpInterpreter(NameInterpreter):
     def namer_lookup(self, path: Path) -> State[Any]:
         return Failed(NotImplementedError("io.l5d.namerd.http binds through namerd"))
 
+    async def remote_delegate(self, dtab: Dtab, path: Path) -> Any:
+        """namerd's delegate tree (``GET /api/1/delegate/<namespace>?path=&dtab=``, the
+        stored dtab followed by ``dtab``), as Linkerd's namerd interpreters delegate."""
+        base = await self._base_url()
+        tls: dict[str, Any] = {}
+        if self.ssl_context is not None:
+            tls = {"ssl": self.ssl_context, "server_hostname": self.server_name}
+        params = {"path": path.show, "dtab": dtab.show}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{base}/api/1/delegate/{self.namespace}", params=params, **tls) as resp,
+        ):
+            text = await resp.text()
+            if resp.status == 400:
+                raise ValueError(f"namerd: {text.strip()[:500]}")
+            if resp.status != 200:
+                raise NamerdError(f"namerd answered {resp.status}: {text.strip()[:500]}")
+            return json.loads(text)
+
     def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[NameBound]]:
         key = (dtab, path)
         act = self._binds.get(key)

@@ -106,6 +106,15 @@ class NameInterpreter:
     def can_delegate(self) -> bool:
         return True
 
+    async def remote_delegate(self, dtab: Dtab, path: Path) -> Any:
+        """For an interpreter that binds elsewhere (namerd) and so cannot delegate here
+        (``can_delegate`` false): the delegate tree of ``path`` with ``dtab`` appended to the
+        remote one, as ``/delegator.json`` JSON, asked of that place. ``None``: not supported
+        (the admin answers 501). Raises :class:`ValueError` for a request the remote side
+        refused as malformed (the admin answers 400), any other exception when it could not
+        answer (502)."""
+        return None
+
     async def close(self) -> None:
         """Release what the interpreter holds."""
 

@@ -192,6 +192,11 @@ class TransformingInterpreter(NameInterpreter):
     def can_delegate(self) -> bool:
         return self.underlying.can_delegate
 
+    async def remote_delegate(self, dtab: Dtab, path: Path) -> Any:
+        """The remote tree, without this linker's transformers (they apply to what the
+        router binds, after namerd's answer)."""
+        return await self.underlying.remote_delegate(dtab, path)
+
     def __getattr__(self, name: str) -> Any:  # the underlying interpreter's other attributes
         if name == "underlying":
             raise AttributeError(name)

@@ -140,9 +140,21 @@ class MeshInterpreter(NameInterpreter):
     # -- NameInterpreter -----------------------------------------------------------------------
     @property
     def can_delegate(self) -> bool:
-        # turnout's /delegator.json delegates with the router's namers; namerd's delegate
-        # tree is at the interpreter's own admin page (see plugin.py)
+        # names bind in namerd: /delegator.json asks namerd (remote_delegate), as does the
+        # interpreter's own admin page (see plugin.py)
         return False
+
+    async def remote_delegate(self, dtab: Dtab, path: Path) -> Any:
+        """namerd's delegate tree (``Delegator.GetDelegateTree``) in ``/delegator.json``
+        form: what turnout's ``/delegator.json`` answers for this router."""
+        from .delegate_json import delegate_tree_json
+
+        try:
+            return delegate_tree_json(await self.delegate(dtab, path))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ValueError(f"namerd: {e.details()}") from None
+            raise RuntimeError(f"namerd: {e.code().name}: {e.details()}") from None
 
     def namer_lookup(self, path: Path) -> State[Any]:
         return Failed(NotImplementedError(f"{KIND} binds through namerd"))
