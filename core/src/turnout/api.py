@@ -61,8 +61,9 @@ What is here, by the part of a plugin that needs it:
   :class:`DtabStoreConfig` and :class:`NamerdInterfaceConfig`, what their factories
   receive (:class:`NamerdContext`) and return (:class:`DtabStore`, :class:`NamerdInterface`),
   the store's :data:`Versioned` states, its errors (:class:`NamespaceExists`,
-  :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`) and
-  :class:`ChangeFeed`, a helper to implement its watches.
+  :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`),
+  :func:`check_namespace` (what a namespace name may be) and :class:`ChangeFeed`, a helper to
+  implement its watches.
 - **Errors**: :class:`TurnoutError` and its kinds (:class:`ParseError`,
   :class:`ConfigError` with :class:`ConfigProblem` s, :class:`PluginError`,
   :class:`BindingError`), :class:`TlsError`.
@@ -139,6 +140,7 @@ from .namerd import (
     NamespaceNotFound,
     Versioned,
     VersionMismatch,
+    check_namespace,
 )
 from .naming import (
     Activity,
@@ -347,6 +349,7 @@ __all__ = [
     "accrual_for",
     "balancer_for",
     "cancelled",
+    "check_namespace",
     "client_ssl_context",
     "client_tls",
     "constant_backoff",

@@ -31,6 +31,7 @@ FIRST_PARTY_KINDS: dict[tuple[str, str], str] = {
     ("transformer", "io.l5d.k8s.localnode"): "turnout-namer-k8s",
     ("namerd interface", "io.l5d.mesh"): "turnout-namerd-mesh",
     ("interpreter", "io.l5d.mesh"): "turnout-namerd-mesh",
+    ("dtab store", "io.l5d.etcd"): "turnout-namerd-etcd",
 }
 
 #: (family, kind) → distribution name, for the community-grade plugins of ``plugins-contrib/``
