@@ -240,6 +240,10 @@ def test_dashboard_playground_and_logging(mesh, traffic, browser, artifacts):
     assert driver.find_element(
         By.CSS_SELECTOR, '[role="tab"][aria-selected="true"]'
     ).text.startswith("edge")
+    # where the router's names bind, with a link to explain one
+    assert text(driver, ".dtab-source").startswith(
+        "Names bind with the 1 dentry in the router's dtab, through this turnout's namers."
+    )
     # the one client is expanded and lists both endpoints of /#/io.l5d.fs/web
     client = '[aria-label="Clients"] .entity[data-id="/#/io.l5d.fs/web"]'
     wait_for(
@@ -298,6 +302,38 @@ def test_dashboard_playground_and_logging(mesh, traffic, browser, artifacts):
     assert levels["turnout.admin"] == "DEBUG"
     driver.save_screenshot(str(artifacts / "logging.png"))
     assert console_errors(driver) == []
+
+
+def test_dashboard_says_a_routers_names_bind_in_namerd(turnout_process, browser):
+    """A router on io.l5d.namerd.http: the dashboard names namerd, its address and the
+    namespace, as the source of the router's dtab (namerd need not answer for this)."""
+    namerd = free_port()
+    proc = turnout_process(
+        f"""
+admin:
+  port: {free_port()}
+routers:
+- protocol: http
+  label: via-namerd
+  dtab: /svc/a => /svc/b; /svc/c => /svc/d
+  interpreter:
+    kind: io.l5d.namerd.http
+    experimental: true
+    dst: /$/inet/127.0.0.1/{namerd}
+    namespace: prod
+  servers:
+  - port: {free_port()}
+"""
+    )
+    browser.get(f"{proc.admin_url}/?router=via-namerd")
+    source = wait_for(browser, lambda d: text(d, ".dtab-source"), "the dtab source line")
+    assert source.startswith(
+        f"Names bind in namerd (io.l5d.namerd.http at /$/inet/127.0.0.1/{namerd}): "
+        "namespace prod's dtab, followed by the 2 dentries in the router's dtab."
+    ), source
+    link = browser.find_element(By.CSS_SELECTOR, ".dtab-source a")
+    assert link.get_attribute("href").endswith("/delegator?router=via-namerd")
+    assert console_errors(browser) == []
 
 
 @pytest.mark.timeout(120)

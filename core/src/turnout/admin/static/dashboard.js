@@ -129,6 +129,29 @@ function card(key, label, title) {
   return { root, value, sub };
 }
 
+/** Where a router's names bind (issue 14: "dashboards show where a router's dtab comes
+ * from"): its own dtab, and the dtab its interpreter keeps (namerd, a file). */
+function dtabSource(config) {
+  if (!config) return "";
+  const i = config.interpreter || { kind: "default" };
+  const n = String(config.dtab || "")
+    .split(";")
+    .filter((d) => d.trim()).length;
+  const own = `${n} dentr${n === 1 ? "y" : "ies"} in the router's dtab`;
+  switch (i.kind) {
+    case "default":
+      return `Names bind with the ${own}, through this turnout's namers.`;
+    case "io.l5d.namerd.http":
+      return `Names bind in namerd (io.l5d.namerd.http at ${i.dst}): namespace ${i.namespace}'s dtab, followed by the ${own}.`;
+    case "io.l5d.mesh":
+      return `Names bind in namerd (io.l5d.mesh, gRPC, at ${i.dst}): namespace ${String(i.root).replace(/^\//, "")}'s dtab, followed by the ${own}.`;
+    case "io.l5d.fs":
+      return `Names bind with the dtab file ${i.dtabFile}, followed by the ${own}.`;
+    default:
+      return `Names bind through the interpreter ${i.kind} (its own dtab first), followed by the ${own}.`;
+  }
+}
+
 /** Everything shown for the selected router. */
 class RouterView {
   constructor(label, config) {
@@ -226,6 +249,13 @@ class RouterView {
     this.root = el(
       "div",
       {},
+      el(
+        "p",
+        { class: "dtab-source muted" },
+        dtabSource(config),
+        " ",
+        el("a", { href: `/delegator?router=${encodeURIComponent(label)}` }, "Explain a name →"),
+      ),
       el("div", { class: "summary panel" }, ...Object.values(this.cards).map((c) => c.root)),
       el(
         "div",

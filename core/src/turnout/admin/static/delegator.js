@@ -182,10 +182,12 @@ function showError(error) {
   const body = error instanceof HttpError ? error.body || "(no message)" : String(error.message || error);
   const hint =
     error instanceof HttpError && error.status === 501
-      ? "This router's interpreter cannot explain delegations (namerd-backed interpreters delegate on namerd)."
-      : error instanceof HttpError && error.status === 503
-        ? "A namer did not answer within 2 s."
-        : null;
+      ? "This router's interpreter cannot explain delegations."
+      : error instanceof HttpError && error.status === 502
+        ? "The router binds names in namerd, which could not answer."
+        : error instanceof HttpError && error.status === 503
+          ? "A namer did not answer within 2 s."
+          : null;
   result.replaceChildren(
     el("div", { class: "error-box", role: "alert" }, el("div", { class: "status" }, status), el("pre", {}, body), hint && el("p", { class: "muted" }, hint)),
   );
@@ -228,8 +230,10 @@ function chooseRouter(label) {
   const router = routers.get(label);
   dtabInput.value = dtabLines(router?.dtab || "");
   const kind = router?.interpreter?.kind;
-  $("interpreter-hint").textContent =
-    kind && kind !== "default"
+  const namerd = kind === "io.l5d.namerd.http" || kind === "io.l5d.mesh";
+  $("interpreter-hint").textContent = namerd
+    ? `Interpreter ${kind}: namerd delegates (at ${router.interpreter.dst}), its stored dtab first; lines here are added after it.`
+    : kind && kind !== "default"
       ? `Interpreter ${kind}: its own dtab is evaluated first; lines here are added after it.`
       : "";
   const names = services.get(label) || [];
