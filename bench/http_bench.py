@@ -1,6 +1,6 @@
 """HTTP/1.1 benchmark: direct to nginx, through nginx as a proxy, and through turnout.
 
-    ./dev bench [--duration 8] [--connections 32] [--rounds 2] [--no-tls]
+    ./dev bench [--duration 8] [--connections 32] [--rounds 2] [--no-tls] [--workers 2]
 
 Starts (all on 127.0.0.1, each on its own free port, in a temporary directory):
 
@@ -23,6 +23,12 @@ requests/s, p50 and p99 per target, turnout/nginx ratios and turnout's peak RSS.
 it starts is stopped by PID. Numbers vary with what else the machine runs: the script also
 prints the CPU time the proxies used per request, the most stable figure, and how busy that
 kept the proxy's CPU (a proxy below about 95% was not the bottleneck: wrk or the backend was).
+
+With ``--workers N`` it then also runs nginx with N worker processes and turnout with
+``--workers N`` (compiled when ``--compiled``), neither pinned, wrk with N threads and the
+backend on the same CPUs: on a 2-core machine the load generator competes with the proxy, so
+read that table as a ratio, not as capacity. CPU per request there is summed over the proxy's
+whole process tree (supervisor and workers; nginx's master and workers).
 """
 
 from __future__ import annotations
@@ -100,6 +106,11 @@ def run_wrk(url: str, host: str | None, args: argparse.Namespace, cpu: int | Non
     out = subprocess.run(
         pinned(cpu, [*argv, url]), capture_output=True, text=True, check=True
     ).stdout
+    return parse_wrk(out, url)
+
+
+def parse_wrk(out: str, url: str) -> Result:
+    """requests/s, p50, p99 and errors from ``wrk --latency``'s output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -232,6 +243,12 @@ def main() -> int:
         "--no-tls",
         action="store_true",
         help="skip the TLS rows (TLS in and out, TLS termination only)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also compare turnout --workers N with nginx worker_processes N (unpinned)",
     )
     ARGS = args = p.parse_args()
     for tool in ("nginx", "wrk"):
@@ -499,6 +516,9 @@ def main() -> int:
                     if plain and ciphered:
                         added.append(f"{name} +{ciphered - plain:.1f} µs ({ciphered / plain:.2f}x)")
                 print(f"{what} adds CPU per request: {', '.join(added)}")
+        if args.workers > 1:
+            build, env = builds[-1]  # the compiled build when there is one
+            workers_table(args, work, backend, temp, build, env, start)
         return 0
     finally:
         for proc in procs:
@@ -559,6 +579,125 @@ def tls_version(port: int, ca: Path) -> str:
     ):
         cipher = conn.cipher()
         return f"{conn.version()} {cipher[0] if cipher else '?'}"
+
+
+def tree_ticks(pid: int) -> int:
+    """CPU ticks of ``pid`` and all its descendants (a supervisor and its workers)."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            total += cpu_ticks(current)
+            kids = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        stack.extend(int(k) for k in kids)
+    return total
+
+
+def workers_table(
+    args: argparse.Namespace,
+    work: Path,
+    backend: int,
+    temp: str,
+    build: str,
+    env: dict[str, str] | None,
+    start: object,
+) -> None:
+    """nginx with ``worker_processes N`` against turnout ``--workers N``, unpinned."""
+    n = args.workers
+    nginx_port, turnout_port, admin = free_port(), free_port(), free_port()
+    (work / "proxy-workers.conf").write_text(
+        f"worker_processes {n}; daemon off; error_log stderr warn; "
+        f"events {{ worker_connections 4096; }} pid {work}/proxy-workers.pid; "
+        f"http {{ access_log off; {temp} "
+        f"upstream be {{ server 127.0.0.1:{backend}; keepalive 512; }} "
+        f"server {{ listen 127.0.0.1:{nginx_port} reuseport; location / {{ proxy_pass http://be; "
+        f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}'
+    )
+    (work / "workers.yaml").write_text(
+        f"admin: {{port: {admin}}}\n"
+        f"namers: [{{kind: io.l5d.fs, rootDir: {work / 'disco'}}}]\n"
+        "routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n"
+        f"  servers: [{{port: {turnout_port}}}]\n"
+    )
+    starter = start  # (start(argv, log, cpu, env) -> Popen, from main)
+    nginx = starter(  # type: ignore[operator]
+        ["nginx", "-p", str(work), "-c", str(work / "proxy-workers.conf")],
+        "proxy-workers.log",
+        None,
+    )
+    turnout = starter(  # type: ignore[operator]
+        [
+            sys.executable,
+            "-m",
+            "turnout",
+            "run",
+            "--workers",
+            str(n),
+            str(work / "workers.yaml"),
+        ],
+        "workers.log",
+        None,
+        env,
+    )
+    for port in (nginx_port, turnout_port):
+        wait_port(port, 60.0)
+    time.sleep(2.0)  # every worker listening (the first one answering is not enough)
+    conns = max(args.connections, 16 * n)
+    wrk_args = argparse.Namespace(**{**vars(args), "connections": conns})
+    targets = [
+        ("nginx", f"http://127.0.0.1:{nginx_port}/", None, nginx.pid),
+        (f"{build}", f"http://127.0.0.1:{turnout_port}/", "web", turnout.pid),
+    ]
+    for _, url, host, _ in targets:
+        subprocess.run(
+            ["wrk", f"-t{n}", "-c16", "-d2s", *(["-H", f"Host: {host}"] if host else []), url],
+            capture_output=True,
+            check=True,
+        )
+    runs: dict[str, list[Result]] = {name: [] for name, *_ in targets}
+    for _ in range(args.rounds):
+        for name, url, host, pid in targets:
+            argv = ["wrk", f"-t{n}", f"-c{conns}", f"-d{args.duration}s", "--latency"]
+            argv += ["-H", f"Host: {host}"] if host else []
+            before = tree_ticks(pid)
+            out = subprocess.run([*argv, url], capture_output=True, text=True, check=True)
+            used = (tree_ticks(pid) - before) / os.sysconf("SC_CLK_TCK")
+            result = parse_wrk(out.stdout, url)
+            total = result.rps * float(wrk_args.duration)
+            result.cpu_us_per_req = used / total * 1e6 if total else None
+            runs[name].append(result)
+    print(
+        f"\n{n} workers each: nginx worker_processes {n}, turnout --workers {n} ({build}); "
+        f"wrk -t{n} -c{conns} -d{args.duration}s, {args.rounds} round(s), medians; "
+        "nothing pinned (wrk, the backend and the proxy share the CPUs: read it as a ratio)"
+    )
+    print(
+        f"\n{'target':<15}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}"
+    )
+    med: dict[str, Result] = {}
+    for name, results in runs.items():
+        cpu = [r.cpu_us_per_req for r in results if r.cpu_us_per_req]
+        m = med[name] = Result(
+            name,
+            statistics.median(r.rps for r in results),
+            statistics.median(r.p50_ms for r in results),
+            statistics.median(r.p99_ms for r in results),
+            sum(r.errors for r in results),
+            statistics.median(cpu) if cpu else None,
+        )
+        cpu_text = f"{m.cpu_us_per_req:.1f}" if m.cpu_us_per_req else "-"
+        print(
+            f"{name:<15}{m.rps:>12,.0f}{m.p50_ms:>10.3f}{m.p99_ms:>10.3f}{m.errors:>8}"
+            f"{cpu_text:>12}"
+        )
+    t, ng = med[build], med["nginx"]
+    print(
+        f"\n{build} --workers {n} / nginx {n} workers: requests/s {t.rps / ng.rps:.2f}, "
+        f"p99 {t.p99_ms / ng.p99_ms:.2f}x"
+    )
 
 
 def _child(pid: int) -> int | None:

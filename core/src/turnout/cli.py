@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a configuration", description="Run turnout with CONFIG.")
     run.add_argument("config", metavar="CONFIG", help="YAML or JSON config file, or - for stdin")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers_arg,
+        help="worker processes serving the same ports (a number, or auto: one per CPU); "
+        "overrides the configuration's 'workers'",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser(
@@ -185,11 +192,33 @@ def _print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace
 
 
 # -- run ---------------------------------------------------------------------------------------
+def _workers_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError("a number of processes from 1 to 256, or auto")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .linker import Linker
+    from .workers import WORKER_ADMIN_PORT_ENV, WORKER_ENV, resolve
 
     plugins = load_plugins()
     loaded = _load(args.config, plugins)
+    worker = os.environ.get(WORKER_ENV)
+    count = resolve(args.workers if args.workers is not None else loaded.config.workers)
+    if worker is None and count > 1:
+        from .workers.supervisor import Supervisor
+
+        supervisor = Supervisor(args.config, loaded, count, log_level=args.log_level)
+        return asyncio.run(supervisor.run())  # (the stdlib loop: the supervisor is no data path)
+    if worker is not None:  # one of the supervisor's workers (turnout.workers.supervisor)
+        _as_worker(loaded, worker, int(os.environ[WORKER_ADMIN_PORT_ENV]))
     from .tls import insecure_warnings
 
     for warning in insecure_warnings(loaded.config):
@@ -210,6 +239,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
 
     return run_loop(linker.serve(on_ready=announce))
+
+
+def _as_worker(loaded: Any, index: str, admin_port: int) -> None:
+    """Make this linker a worker: its admin server on the loopback port the supervisor
+    chose, its servers' sockets shared with the other workers (SO_REUSEPORT), its log lines
+    marked with its index."""
+    from .config.model import SocketOptionsConfig
+
+    config = loaded.config
+    config.admin.ip, config.admin.port = "127.0.0.1", admin_port
+    for router in config.routers:
+        for server in router.servers:
+            if server.socket_options is None:
+                server.socket_options = SocketOptionsConfig(reuse_port=True)
+            else:
+                server.socket_options.reuse_port = True
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")
+        )
 
 
 def tune_gc() -> None:

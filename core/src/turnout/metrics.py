@@ -347,6 +347,49 @@ class MetricsTree:
                     out[f"{name}.{stat}"] = value
         return out
 
+    def export_raw(self) -> list[list[Any]]:
+        """Every metric with what merging it with other processes' needs (``workers: N``):
+        ``[path segments, "counter" | "gauge", value]`` or ``[path segments, "stat",
+        {"retired": n, "window": [[bucket, count], ...]}]`` (the histogram's buckets of the
+        current and previous window, summed; only the non-empty ones)."""
+        out: list[list[Any]] = []
+        for key, metric in self.sorted_items():
+            if isinstance(metric, Counter | SumCounter):
+                out.append([list(key), "counter", metric.value])
+            elif isinstance(metric, Gauge):
+                out.append([list(key), "gauge", metric.read()])
+            else:
+                window = metric.counts
+                if metric.previous is not None:
+                    window = array("Q", map(operator.add, window, metric.previous))
+                buckets = [[i, n] for i, n in enumerate(window) if n]
+                out.append([list(key), "stat", {"retired": metric.retired, "window": buckets}])
+        return out
+
+    @classmethod
+    def merged(
+        cls, exports: Iterable[list[list[Any]]], gauge_max: Callable[[Key], bool]
+    ) -> MetricsTree:
+        """A tree holding the sum of several :meth:`export_raw` results: counters added,
+        histograms merged bucket by bucket (so percentiles are those of all the values, never
+        averages of percentiles), gauges added, or the highest when ``gauge_max(key)`` says a
+        sum means nothing (a load balancer's size: every process has the same endpoints)."""
+        tree = cls()
+        for export in exports:
+            for segments, kind, value in export:
+                key = tuple(segments)
+                if kind == "counter":
+                    tree.counter(*key).value += int(value)
+                elif kind == "gauge":
+                    gauge = tree.gauge(*key)
+                    gauge.set(max(gauge.value, value) if gauge_max(key) else gauge.value + value)
+                elif kind == "stat":
+                    hist = tree.stat(*key)
+                    hist.retired += int(value["retired"])
+                    for index, count in value["window"]:
+                        hist.counts[int(index)] += int(count)
+        return tree
+
     def tree(self, prefix: Key = ()) -> dict[str, Any]:
         """Linkerd's ``?tree=1`` form: nested objects, ``counter``/``gauge``/``stat.*`` leaves."""
         root: dict[str, Any] = {}

@@ -77,6 +77,7 @@ class AdminServer:
             r("GET", "/admin/ready", self.ready_handler, "diagnostics"),
             r("GET", "/admin/metrics.json", self.metrics_json, "ui"),
             r("GET", "/metrics.json", self.metrics_json, "ui"),
+            r("GET", "/admin/metrics/raw.json", self.metrics_raw, "ui"),
             r("GET", "/config.json", self.config_json, "ui"),
             r("GET", "/delegator.json", self.delegator_json, "ui"),
             r("POST", "/delegator.json", self.delegator_json, "ui"),
@@ -229,6 +230,11 @@ class AdminServer:
         if prefix and not data:
             return _json({"error": f"No such subtree: {q}"}, status=404)
         return _json(data, pretty=pretty)
+
+    async def metrics_raw(self, request: web.Request) -> web.Response:
+        """Every metric with its histogram buckets (``MetricsTree.export_raw``): what the
+        supervisor of ``workers: N`` merges into the instance's ``/admin/metrics.json``."""
+        return _json(self.linker.metrics.export_raw())
 
     async def config_json(self, request: web.Request) -> web.Response:
         return _json(self.linker.config.to_dict(redact=True))

@@ -8,7 +8,7 @@ as Linkerd's ``NamerConfig`` holds ``prefix`` and ``experimental``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..announcer import Announcer
 from ..context import BuildContext, RouterRuntime
@@ -482,6 +482,9 @@ class RouterConfig(ConfigObject):
     discriminator = "protocol"
     #: the protocol's default server port
     default_port: ClassVar[int] = 0
+    #: whether the protocol's servers honour ``socketOptions.reusePort`` (SO_REUSEPORT), as
+    #: ``workers: N`` needs: every worker listens on the same ports
+    reuse_port_capable: ClassVar[bool] = False
 
     label: str | None = option(None, doc="Name of the router in metrics; defaults to the protocol.")
     servers: list[ServerConfig] = option(doc="Where the router listens.")
@@ -564,10 +567,18 @@ class LinkerConfig(ConfigObject):
     namers: list[NamerConfig] = option(default_factory=list, doc="Service-discovery namers.")
     telemetry: list[TelemeterConfig] = option(default_factory=list, doc="Telemeters.")
     usage: UsageConfig | None = option(None, doc="Accepted and ignored.")
+    workers: int | Literal["auto"] = option(
+        1,
+        doc="Worker processes serving the same ports (SO_REUSEPORT), each with its own event "
+        "loop, under a supervisor that owns the admin port; auto: one per CPU "
+        "(docs/operations.md). turnout run --workers overrides it.",
+    )
 
     def check(self) -> Iterable[tuple[str | Loc, str]]:
         if not self.routers:
             yield "routers", "at least one router is required"
+        if isinstance(self.workers, int) and not 1 <= self.workers <= 256:
+            yield "workers", "must be a number of processes from 1 to 256, or auto"
         routers = [
             (
                 r.effective_label,

@@ -315,6 +315,18 @@ class Validator:
             return self.error(loc, f"a value is required here ({describe_type(tp)})")
         if len(args) == 1:
             return self.convert(args[0], value, loc)
+        # "int | Literal['auto']": a word is one of the literal's choices
+        literals = tuple(c for a in args if get_origin(a) is Literal for c in get_args(a))
+        if literals and isinstance(value, str):
+            if value in literals:
+                return value
+            others = " or ".join(describe_type(a) for a in args if get_origin(a) is not Literal)
+            choices = ", ".join(map(repr, literals))
+            return self.error(
+                loc,
+                f"expected {others} or {choices}, got {_show(value)}"
+                + did_you_mean(value, [str(c) for c in literals]),
+            )
         # "X | list[X]": choose by the shape of the value
         for a in args:
             is_list = get_origin(a) in (list, tuple)

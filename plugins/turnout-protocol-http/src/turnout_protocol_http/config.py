@@ -123,6 +123,7 @@ class HttpRouterConfig(RouterConfig):
     """An HTTP/1.1 router (``protocol: http``, servers on port 4140 by default)."""
 
     kind = "http"
+    reuse_port_capable = True  # (servers.py: socketOptions.reusePort)
     default_port = 4140
 
     servers: list[HttpServerConfig] = option(doc="Where the router listens.")  # type: ignore[assignment]  # (the loader reads items as HttpServerConfig, a ServerConfig)

@@ -1,0 +1,256 @@
+"""The admin server of ``workers: N``: one port for the whole instance, owned by the supervisor.
+
+- ``GET /admin/metrics.json`` (and ``/metrics.json``, with ``?q=``, ``?tree=1``,
+  ``?pretty=1`` as a single turnout's): the metrics of every running worker merged
+  (:meth:`turnout.metrics.MetricsTree.merged` over their ``/admin/metrics/raw.json``: counters
+  added, histograms merged bucket by bucket, gauges added except those whose sum means
+  nothing, see :func:`gauge_max`), plus the supervisor's own ``workers/...``;
+  ``?worker=<index>`` answers that worker's own metrics instead.
+- ``GET /admin/workers.json``: each worker's index, pid, state, restarts, start time and last
+  exit status.
+- ``GET /admin/ready``: 200 when every worker not given up is ready (503 otherwise);
+  ``/admin/live`` and ``/admin/ping`` are answered here.
+- ``POST /admin/shutdown``: drains every worker, as SIGTERM does.
+- Every other path (the dashboard and its files, ``/config.json``, ``/client_state.json``,
+  ``/delegator.json``, telemeters' pages, ...) is answered by the first ready worker: they are
+  the same configuration, so any of them answers for the instance (``client_state`` and the
+  load balancers' statistics are that worker's).
+
+``admin.security`` applies as on a single turnout: the supervisor's own paths are filtered by
+the same rules (categories, path lists, cross-site refusal of state-changing requests), and
+the workers apply them to what they answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import socket
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from ..admin import AdminServer
+from ..errors import TurnoutError
+from ..metrics import Key, MetricsTree
+
+if TYPE_CHECKING:
+    from .supervisor import Slot, Supervisor
+
+log = logging.getLogger("turnout.workers.admin")
+
+#: gauges whose sum over workers means nothing: every worker has the same endpoints, the same
+#: limits, the same configuration; the instance shows the highest
+_MAX_GAUGES = {"size", "available", "originator", "uptime_ms", "fd_limit", "stale_seconds"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "proxy-connection",
+    "te",
+    "trailer",
+}
+
+
+def gauge_max(key: Key) -> bool:
+    """Whether the merged value of gauge ``key`` is the highest rather than the sum."""
+    return key[-1] in _MAX_GAUGES or key[:2] == ("process", "loop_lag_ms")
+
+
+class SupervisorAdmin:
+    """See the module docstring."""
+
+    def allowed(self, path: str, declared: str | None = None) -> bool:
+        """``admin.security``'s verdict on ``path`` (a single turnout's rules)."""
+        gate: Any = self  # (AdminServer's methods read config, _categories, _allow, _deny)
+        verdict: bool = AdminServer.allowed(gate, path, declared)
+        return verdict
+
+    def cross_site(self, request: web.Request) -> str | None:
+        """Why a state-changing request must be refused as cross-site (a single turnout's
+        rule, :meth:`turnout.admin.AdminServer.cross_site`), or None."""
+        gate: Any = self  # (it reads _own_names)
+        reason: str | None = AdminServer.cross_site(gate, request)
+        return reason
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.config = supervisor.config.admin
+        self._categories = {
+            "/admin/metrics.json": "ui",
+            "/metrics.json": "ui",
+            "/admin/workers.json": "diagnostics",
+            "/admin/ready": "diagnostics",
+            "/admin/live": "diagnostics",
+            "/admin/ping": "diagnostics",
+            "/admin/shutdown": "control",
+        }
+        sec = self.config.security
+        self._allow = [re.compile(p) for p in sec.path_whitelist]
+        self._deny = [re.compile(p) for p in sec.path_blacklist]
+        self._own_names = {"localhost", socket.gethostname().lower(), self.config.ip.lower()}
+        self.app = web.Application(middlewares=[self._security])
+        r = self.app.router
+        r.add_get("/admin/metrics.json", self.metrics_json)
+        r.add_get("/metrics.json", self.metrics_json)
+        r.add_get("/admin/workers.json", self.workers_json)
+        r.add_get("/admin/ready", self.ready)
+        r.add_get("/admin/live", self.live)
+        r.add_get("/admin/ping", self.ping)
+        r.add_post("/admin/shutdown", self.shutdown)
+        r.add_route("*", "/{tail:.*}", self.proxy)
+        self.runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=15), auto_decompress=False
+        )
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.ip, self.config.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await self.close()
+            raise TurnoutError(
+                f"the admin server ({self.config.ip}:{self.config.port}) cannot listen: {e}; "
+                "choose another admin port, or stop what holds it"
+            ) from e
+        server: Any = site._server  # (aiohttp keeps the asyncio server there)
+        self.port = int(server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # -- security (a single turnout's rules: AdminServer.allowed and cross_site) ----------
+    @web.middleware
+    async def _security(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        own = self._categories.get(request.path)
+        if own is not None:
+            if not self.allowed(request.path, own):
+                raise web.HTTPNotFound()
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                refused = self.cross_site(request)
+                if refused is not None:
+                    log.warning("refused %s %s: %s", request.method, request.path, refused)
+                    return web.Response(status=403, text=f"cross-site request refused: {refused}\n")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    # -- workers ---------------------------------------------------------------------------
+    def _url(self, slot: Slot, path_qs: str) -> str:
+        return f"http://127.0.0.1:{slot.admin_port}{path_qs}"
+
+    async def worker_ready(self, slot: Slot) -> bool:
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                self._url(slot, "/admin/ready"), timeout=aiohttp.ClientTimeout(total=2)
+            ) as r:
+                return r.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
+    def _answering(self) -> list[Slot]:
+        """The workers that can answer now: ready first, then those still starting."""
+        slots = [s for s in self.supervisor.slots if s.running()]
+        return sorted(slots, key=lambda s: (s.state != "ready", s.index))
+
+    async def _raw(self, slot: Slot) -> list[list[Any]] | None:
+        assert self.session is not None
+        try:
+            async with self.session.get(self._url(slot, "/admin/metrics/raw.json")) as r:
+                if r.status != 200:
+                    return None
+                data: list[list[Any]] = json.loads(await r.read())
+                return data
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
+
+    # -- handlers --------------------------------------------------------------------------
+    async def metrics_json(self, request: web.Request) -> web.StreamResponse:
+        worker = request.query.get("worker")
+        if worker is not None:
+            slot = self._slot(worker)
+            if slot is None:
+                return web.Response(status=404, text=f"no running worker {worker!r}\n")
+            query = {k: v for k, v in request.query.items() if k != "worker"}
+            path = request.path + (
+                "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+            )
+            return await self._forward(request, slot, path)
+        exports = await asyncio.gather(*(self._raw(s) for s in self._answering()))
+        merged = MetricsTree.merged(
+            [*(e for e in exports if e is not None), self.supervisor.metrics.export_raw()],
+            gauge_max,
+        )
+        view: Any = SimpleNamespace(linker=SimpleNamespace(metrics=merged))
+        response: web.Response = await AdminServer.metrics_json(view, request)
+        return response
+
+    def _slot(self, index: str) -> Slot | None:
+        for slot in self.supervisor.slots:
+            if str(slot.index) == index and slot.running():
+                return slot
+        return None
+
+    async def workers_json(self, request: web.Request) -> web.Response:
+        return web.json_response([s.as_json() for s in self.supervisor.slots])
+
+    async def ready(self, request: web.Request) -> web.Response:
+        slots = [s for s in self.supervisor.slots if s.state != "failed"]
+        if self.supervisor.stopping:
+            return web.Response(status=503, text="draining")
+        if slots and all(s.state == "ready" for s in slots):
+            return web.Response(text="ready")
+        return web.Response(status=503, text="starting")
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        asyncio.get_running_loop().call_soon(self.supervisor.request_stop)
+        return web.Response(text="shutting down\n")
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        slots = self._answering()
+        if not slots:
+            return web.Response(status=503, text="no worker is running\n")
+        return await self._forward(request, slots[0], request.path_qs)
+
+    async def _forward(self, request: web.Request, slot: Slot, path_qs: str) -> web.StreamResponse:
+        assert self.session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        body = await request.read() if request.can_read_body else None
+        try:
+            async with self.session.request(
+                request.method,
+                self._url(slot, path_qs),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as r:
+                payload = await r.read()
+                out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP_BY_HOP}
+                if r.headers.get("Content-Encoding"):
+                    out["Content-Encoding"] = r.headers["Content-Encoding"]
+                return web.Response(status=r.status, body=payload, headers=out)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            return web.Response(status=502, text=f"worker {slot.index} did not answer: {e}\n")
