@@ -71,13 +71,21 @@ def drive(chunks: list[bytes], opts: H2Options | None = None) -> None:
         s.data_to_send()
         closed.update(e.stream_id for e in s.events() if isinstance(e, StreamClosed))
         assert 0 <= s.stats()["live_streams"] <= 1000
+    # a connection error (GOAWAY sent before ours) ends the session at once: nghttp2 closes
+    # no stream after it, so the streams whose header block it began but never delivered
+    # (the block that failed, one reset) stay held until the session is freed (del s below;
+    # ASan checks that nothing leaks)
+    stats = s.stats()
+    undelivered = stats["streams_opened"] - len(opened) if stats["goaway_sent"] else 0
     s.close()
     s.data_to_send()
     closed.update(e.stream_id for e in s.events() if isinstance(e, StreamClosed))
     live = s.stats()["live_streams"]
     # every stream still held is one the application saw and that did not close yet, or
-    # the one whose header block was still arriving (nghttp2 opened it, CONTINUATION due)
-    assert len(opened - closed) <= live <= len(opened - closed) + 1, (live, opened, closed)
+    # the one whose header block was still arriving (nghttp2 opened it, CONTINUATION due),
+    # or, after a connection error, one never delivered
+    slack = max(1, undelivered)
+    assert len(opened - closed) <= live <= len(opened - closed) + slack, (live, opened, closed)
     del s  # the rest is freed with the session (under ASan: no double free, no overflow)
     gc.collect()
 
@@ -86,6 +94,15 @@ def drive(chunks: list[bytes], opts: H2Options | None = None) -> None:
 @given(st.lists(st.binary(max_size=300), max_size=6))
 def test_random_bytes_after_the_preface(chunks: list[bytes]) -> None:
     drive([PREFACE, *chunks])
+
+
+def test_a_compression_error_after_a_delivered_request() -> None:
+    """Found by the fuzzer in CI: the first request's HPACK block altered (an entry no
+    longer added to the dynamic table) makes a later block fail to decode: COMPRESSION_ERROR
+    after stream 3 was delivered; streams 1 and 5 stay held until the session is freed."""
+    data = bytearray(VALID)
+    data[11] = 2
+    drive([PREFACE, bytes(data)])
 
 
 @FUZZ

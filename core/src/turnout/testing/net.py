@@ -5,6 +5,7 @@ Everything here talks to 127.0.0.1 only and every call is bounded by a timeout.
 
 from __future__ import annotations
 
+import collections
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,11 +14,23 @@ from dataclasses import dataclass, field
 LOCALHOST = "127.0.0.1"
 
 
+#: the ports free_port gave out lately: a test takes several (a router's, the admin's) before
+#: anything binds them, and the kernel may hand the same free port out twice in a row
+_GIVEN: collections.deque[int] = collections.deque(maxlen=512)
+
+
 def free_port(host: str = LOCALHOST) -> int:
-    """A TCP port that was free a moment ago (bound to port 0 by the kernel, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago (bound to port 0 by the kernel, then released),
+    and not one this process got from free_port lately (so two calls made for one
+    configuration never answer the same port)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            break
+    _GIVEN.append(port)
+    return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
