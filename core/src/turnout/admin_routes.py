@@ -34,7 +34,7 @@ _UI = re.compile(
     r"^(/|/files/.*|/admin/files/.*|/config\.json|/metrics\.json|/admin/metrics\.json|"
     r"/admin/metrics|/delegator|/delegator\.json|/logging|/help)$"
 )
-_CONTROL = re.compile(r"^(/admin/shutdown|/logging\.json)$")
+_CONTROL = re.compile(r"^(/admin/shutdown|/admin/reload|/logging\.json)$")
 
 
 def category(path: str) -> str:

@@ -105,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes serving the same ports (a number, or auto: one per CPU); "
         "overrides the configuration's 'workers'",
     )
+    run.add_argument(
+        "--watch-config",
+        metavar="SECONDS",
+        nargs="?",
+        const=2.0,
+        type=float,
+        default=None,
+        help="poll the config file (every SECONDS, default 2) and reload it when its content "
+        "changes (as SIGHUP does)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser(
@@ -228,6 +238,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         tune_gc()
 
     def announce(linker: Linker) -> None:
+        if getattr(args, "watch_config", None):
+            from .reload import watch_config
+
+            linker.spawn(watch_config(linker, args.watch_config))
         for router in linker.routers:
             for ip, port in router.servers():
                 log_line = f"router '{router.label}' listening on {ip}:{port}"

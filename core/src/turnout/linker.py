@@ -3,7 +3,8 @@
 Building (``Linker.build``) creates the namers, and for every router its interpreter and
 its protocol runtime; nothing listens yet. ``Linker.serve`` binds the servers and the admin
 server, runs the lifecycle hooks, and waits for a shutdown request (SIGTERM/SIGINT or
-``POST /admin/shutdown``), then drains: servers stop accepting, in-flight requests get
+``POST /admin/shutdown``; SIGHUP reloads the configuration, see :mod:`turnout.reload`), then
+drains: servers stop accepting, in-flight requests get
 ``admin.shutdownGraceMs`` to finish, then everything closes and ``serve`` returns 0.
 """
 
@@ -32,6 +33,7 @@ from .naming import GlobalNamer, NameInterpreter, Namer, Path
 from .naming.transformer import TransformingInterpreter, TransformingNamer
 from .plugin_manager import Plugins
 from .process_stats import ProcessStats
+from .reload import Reloader
 from .telemetry import Telemeter
 from .tls import CLIENT_RELOADS
 from .tracing import Tracing
@@ -69,6 +71,15 @@ class Linker:
         self.process_stats: ProcessStats | None = None
         self.ready = False
         self.draining = False
+        #: reloading the config file (SIGHUP, POST /admin/reload; see turnout.reload)
+        self._reloader: Reloader | None = None
+
+    @property
+    def reloader(self) -> Reloader:
+        """The reload state (created on first use)."""
+        if self._reloader is None:
+            self._reloader = Reloader(self)
+        return self._reloader
 
     # -- building --------------------------------------------------------------------------
     def context(self, **extra: Any) -> BuildContext:
@@ -152,6 +163,7 @@ class Linker:
         # loop reports it to the handler; under uvloop, the stats' probe notices it). The
         # handler stays after close(): asyncio may report a late accept retry then.
         self.process_stats.fds.install(asyncio.get_running_loop())
+        _ = self.reloader  # (its metrics exist from the start)
         self.spawn(self.process_stats.run())
         for telemeter in self.telemeters:
             self.spawn(self._run_telemeter(telemeter))
@@ -186,16 +198,23 @@ class Linker:
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._on_signal)
+                loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
             if on_ready is not None:
                 on_ready(self)
             assert self._shutdown is not None
             await self._shutdown.wait()
             await self.stop()
             if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         self._group = None
         return 0
+
+    def _on_reload_signal(self) -> None:
+        if self.draining or self._group is None:
+            return
+        log.info("SIGHUP: reloading the configuration")
+        self.reloader.trigger()
 
     def _on_signal(self) -> None:
         if self.draining:  # a second signal: stop now
@@ -217,6 +236,9 @@ class Linker:
             else self.config.admin.shutdown_grace_ms / 1000
         )
         await self._withdraw()  # first: leave service discovery while still answering
+        if self._reloader is not None:  # (a reload in progress finishes first)
+            async with self._reloader.lock:
+                pass
         for router in self.routers:
             router.stop_accepting()
         with anyio.move_on_after(max(grace, 0.001)) as grace_scope:
@@ -258,6 +280,8 @@ class Linker:
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
+        if self._reloader is not None:  # replaced routers still draining: closed now
+            await self._reloader.close()
         if self._group is not None:
             self._group.cancel_scope.cancel()  # background tasks end with the linker
 

@@ -86,6 +86,9 @@ class AdminServer:
             r("GET", "/admin/announcer.json", self.announcer_json, "diagnostics"),
             r("GET", "/namer_state/{prefix:.*}.json", self.namer_state, "diagnostics"),
             r("POST", "/admin/shutdown", self.shutdown, "control"),
+            r("POST", "/admin/reload", self.reload, "control"),
+            r("GET", "/admin/reload", self.method_not_allowed, "control"),
+            r("GET", "/admin/config/status", self.config_status, "ui"),
             r("GET", "/admin/shutdown", self.method_not_allowed, "control"),
             r("GET", "/logging.json", self.logging_json, "control"),
             r("POST", "/logging.json", self.logging_json, "control"),
@@ -274,6 +277,15 @@ class AdminServer:
             if str(Path.of("#") + namer_prefix) == prefix or str(namer_prefix) == prefix:
                 return _json(namer.state())
         return _json({"error": f"no namer at {prefix}"}, status=404)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Reload the config file (see turnout.reload): 200 and the status, or 400 and the
+        errors (nothing changed). Cross-site requests were refused by the middleware."""
+        status = await self.linker.reloader.reload()
+        return _json(status.as_json(), 200 if status.ok else 400)
+
+    async def config_status(self, request: web.Request) -> web.Response:
+        return _json(self.linker.reloader.status.as_json())
 
     async def shutdown(self, request: web.Request) -> web.Response:
         # cross-site requests were refused by the security middleware

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from turnout.api import (
@@ -104,6 +105,8 @@ class HttpRouter(HttpAnswers):
             ServerRuntime(self, s, config.server_port(s)) for s in config.servers
         ]
         self.drained = asyncio.Event()
+        #: the runtime that took this one over on a reload (see start_from)
+        self.successor: HttpRouter | None = None
         self._dtab_cache: dict[bytes, Dtab] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.access_log = (
@@ -119,6 +122,79 @@ class HttpRouter(HttpAnswers):
         for server in self.server_runtimes:
             await server.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    # -- reload (turnout.reload): taking over a running router ------------------------------
+    def take_over_problem(self, old: HttpRouter) -> str | None:
+        """Why this runtime (not started) cannot take ``old`` over, or None."""
+        by_address = {(s.ip, s.port): s for s in old.server_runtimes}
+        for config in self.config.servers:
+            prior = by_address.get((config.ip, self.config.server_port(config)))
+            if prior is None:
+                continue
+            if (
+                prior.config.tls != config.tls
+                or prior.config.socket_options != config.socket_options
+            ):
+                return (
+                    f"router '{self.label}': server {config.ip}:{prior.port} changed its tls or "
+                    "socketOptions, which a listening socket cannot change; restart to apply it"
+                )
+        return None
+
+    async def start_from(
+        self, old: HttpRouter, keep_client: Callable[[Path], bool] | None = None
+    ) -> None:
+        """Start in place of ``old`` (a running runtime of the same router label).
+
+        Servers listening on an address this config keeps move here with their sockets and
+        connections (the next request on a kept-alive connection is dispatched here; one in
+        flight finishes on the objects it started with). With an unchanged ``client`` config,
+        ``old``'s clients (those ``keep_client`` accepts) move here with their balancer state,
+        ejections and pooled connections; with an unchanged ``service`` config, the per-name
+        stats and retry budgets too. New addresses start listening; ``old``'s other servers
+        stop accepting (then :meth:`retire_drain` and :meth:`close` end ``old``).
+        """
+        by_address = {(s.ip, s.port): s for s in old.server_runtimes if s.server is not None}
+        moved: list[ServerRuntime] = []
+        runtimes: list[ServerRuntime] = []
+        for server in self.server_runtimes:
+            prior = by_address.pop((server.ip, server.port), None) if server.port else None
+            if prior is not None:
+                prior.adopt(self, server.config)
+                moved.append(prior)
+                runtimes.append(prior)
+            else:
+                runtimes.append(server)
+        old.server_runtimes = [s for s in old.server_runtimes if s not in moved]
+        self.server_runtimes = runtimes
+        if self.config.client == old.config.client:
+            for client_id, client in list(old.core.clients.items()):
+                if keep_client is not None and not keep_client(client_id):
+                    continue
+                client.new_pool = self._new_pool
+                for endpoint in client.endpoints:
+                    endpoint.pool.router = self
+                self.core.clients[client_id] = client
+                del old.core.clients[client_id]
+        if self.config.service == old.config.service:
+            self.core._services.update(old.core._services)
+            self.core._budgets.update(old.core._budgets)
+        for server in runtimes:
+            if server.server is None:
+                await server.start()
+        for server in moved:
+            for conn in list(server.connections):
+                conn.router = self  # (its next request is dispatched here)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        old.successor = self
+        old.stop_accepting()  # (the servers it still has: their addresses are gone)
+
+    async def retire_drain(self) -> None:
+        """After :meth:`start_from` moved this runtime's work away: wait until its remaining
+        servers have no request in flight and its remaining clients no load."""
+        await self.drain()
+        while any(e.load for c in self.core.clients.values() for e in c.endpoints):
+            await asyncio.sleep(0.05)
 
     def servers(self) -> list[tuple[str, int]]:
         return [(s.ip, s.port) for s in self.server_runtimes]
@@ -152,6 +228,16 @@ class HttpRouter(HttpAnswers):
                 server.server.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.server.wait_closed(), 1.0)
+        successor = self.successor
+        if successor is not None:
+            # (metrics of clients and names the successor also has are its own now)
+            for client_id, client in list(self.core.clients.items()):
+                if client_id in successor.core.clients:
+                    client.close(prune=False)
+                    del self.core.clients[client_id]
+            # (servers it kept: their addresses are gone from the configuration)
+            for server in self.server_runtimes:
+                self.metrics.prune("rt", self.label, "server", server.ip, str(server.port))
         self.core.close()
         if self.access_log is not None:
             self.access_log.close()

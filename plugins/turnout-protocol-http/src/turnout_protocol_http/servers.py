@@ -44,6 +44,18 @@ class ServerRuntime:
         self.tunnels: set[Any] = set()
         self.in_flight = 0
         self.stats: HttpServerStats = None  # type: ignore[assignment]  # set once the port is known
+        self._configure(config)
+        #: TLS termination (servers[].tls), see tls.py
+        self.tls: TlsServer | None = TlsServer(config.tls) if config.tls is not None else None
+
+    def adopt(self, router: HttpRouter, config: HttpServerConfig) -> None:
+        """A reload: serve for ``router`` (which took over this server's router) with
+        ``config`` (same address, tls and socket options); new connections are its."""
+        self.router = router
+        self._configure(config)
+
+    def _configure(self, config: HttpServerConfig) -> None:
+        self.config = config
         session = config.server_session
         self.idle_timeout = (
             session.idle_time_ms / 1000
@@ -62,8 +74,6 @@ class ServerRuntime:
         self.timestamp_header = (
             config.timestamp_header.encode("latin-1") if config.timestamp_header else None
         )
-        #: TLS termination (servers[].tls), see tls.py
-        self.tls: TlsServer | None = TlsServer(config.tls) if config.tls is not None else None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
