@@ -113,6 +113,8 @@ def test_two_workers_serve_one_port_and_the_admin_sums_them(
     assert all(n > 0 for n in per_worker), per_worker  # both processes took requests
     assert sum(per_worker) == sent
     total = admin_json(proc, "/admin/metrics.json")
+    one = admin_json(proc, "/admin/metrics.json?worker=1&q=rt/http/server&pretty=1")
+    assert one[key] == per_worker[1] and all(k.startswith("rt/http/server/") for k in one)
     assert total[key] == sent  # counters added
     assert total[f"rt/http/server/127.0.0.1/{port}/request_latency_ms.count"] == sent  # merged
     assert total["rt/http/client/#/io.l5d.fs/web/requests"] == sent

@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import socket
+import urllib.parse
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -188,10 +189,8 @@ class SupervisorAdmin:
             slot = self._slot(worker)
             if slot is None:
                 return web.Response(status=404, text=f"no running worker {worker!r}\n")
-            query = {k: v for k, v in request.query.items() if k != "worker"}
-            path = request.path + (
-                "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
-            )
+            query = [(k, v) for k, v in request.query.items() if k != "worker"]
+            path = request.path + ("?" + urllib.parse.urlencode(query) if query else "")
             return await self._forward(request, slot, path)
         exports = await asyncio.gather(*(self._raw(s) for s in self._answering()))
         merged = MetricsTree.merged(
