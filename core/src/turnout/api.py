@@ -19,7 +19,9 @@ What is here, by the part of a plugin that needs it:
   (:class:`ServerConfig`, :class:`ClientTlsConfig`, :class:`TlsServerConfig`; a router's
   ``client:`` section: :class:`ClientConfig`, :class:`GlobalClientConfig` and
   :class:`StaticClientConfig` with its :class:`StaticClientEntry` s, whose options are
-  :class:`ClientParams`, for protocols that add client options of their own) and the whole
+  :class:`ClientParams`, for protocols that add client options of their own; the same for
+  ``service:``: :class:`GlobalServiceConfig`, :class:`StaticServiceConfig`,
+  :class:`StaticServiceEntry`, :class:`ServiceParams`) and the whole
   file (:class:`LinkerConfig`, what ``turnout_configure`` receives).
 - **Building**: :class:`BuildContext`, the ``ctx`` every factory receives; :class:`Linker`,
   what the lifecycle hooks receive; :class:`RouterRuntime`, what ``new_router`` returns.
@@ -64,6 +66,9 @@ What is here, by the part of a plugin that needs it:
   :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`),
   :func:`check_namespace` (what a namespace name may be) and :class:`ChangeFeed`, a helper to
   implement its watches.
+- **Access logs** (protocol routers): :class:`LineLog` (a batched log file; a protocol
+  subclasses it with its line format), :func:`access_log_problem` (for a config check),
+  :func:`open_access_log`, :class:`AccessLogError`.
 - **Errors**: :class:`TurnoutError` and its kinds (:class:`ParseError`,
   :class:`ConfigError` with :class:`ConfigProblem` s, :class:`PluginError`,
   :class:`BindingError`), :class:`TlsError`.
@@ -75,6 +80,7 @@ first time one of its names is asked for.
 
 from __future__ import annotations
 
+from .accesslog import AccessLogError, LineLog, access_log_problem, open_access_log
 from .admin_routes import AdminRoute
 from .announcer import Announcement, Announcer
 from .config import (
@@ -99,8 +105,12 @@ from .config.model import (
     ClientParams,
     ClientTlsConfig,
     GlobalClientConfig,
+    GlobalServiceConfig,
+    ServiceParams,
     StaticClientConfig,
     StaticClientEntry,
+    StaticServiceConfig,
+    StaticServiceEntry,
     TlsServerConfig,
 )
 from .context import BuildContext
@@ -237,6 +247,7 @@ __all__ = [
     "VALUES",
     "WEIGHT_KEY",
     "WINDOW",
+    "AccessLogError",
     "Activity",
     "Addr",
     "AddrBound",
@@ -285,12 +296,14 @@ __all__ = [
     "Freshness",
     "Gauge",
     "GlobalClientConfig",
+    "GlobalServiceConfig",
     "Histogram",
     "IdentifierConfig",
     "InetResolver",
     "InterpreterConfig",
     "InvalidNamespace",
     "Leaf",
+    "LineLog",
     "Linker",
     "LinkerConfig",
     "LoadBalancerConfig",
@@ -327,10 +340,13 @@ __all__ = [
     "ServerConfig",
     "ServerStats",
     "ServerTrace",
+    "ServiceParams",
     "Span",
     "State",
     "StaticClientConfig",
     "StaticClientEntry",
+    "StaticServiceConfig",
+    "StaticServiceEntry",
     "SumCounter",
     "Tally",
     "Telemeter",
@@ -346,6 +362,7 @@ __all__ = [
     "VersionMismatch",
     "Versioned",
     "Weighted",
+    "access_log_problem",
     "accrual_for",
     "balancer_for",
     "cancelled",
@@ -362,6 +379,7 @@ __all__ = [
     "hookimpl",
     "ip_literal",
     "metric_anchors",
+    "open_access_log",
     "open_connection",
     "option",
     "reconnect_backoff",

@@ -11,6 +11,12 @@ from __future__ import annotations
 #: (family, kind) → distribution name
 FIRST_PARTY_KINDS: dict[tuple[str, str], str] = {
     ("router", "http"): "turnout-protocol-http",
+    ("router", "h2"): "turnout-protocol-h2",
+    ("h2 identifier", "io.l5d.header.token"): "turnout-protocol-h2",
+    ("h2 identifier", "io.l5d.header.path"): "turnout-protocol-h2",
+    ("h2 identifier", "io.l5d.header"): "turnout-protocol-h2",
+    ("h2 identifier", "io.l5d.static"): "turnout-protocol-h2",
+    ("response classifier", "io.l5d.h2.grpc.default"): "turnout-protocol-h2",
     ("http identifier", "io.l5d.header.token"): "turnout-protocol-http",
     ("http identifier", "io.l5d.methodAndHost"): "turnout-protocol-http",
     ("http identifier", "io.l5d.path"): "turnout-protocol-http",
@@ -66,9 +72,10 @@ NOT_PROVIDED: dict[tuple[str, str], str] = {
         f"{_THRIFTMUX}; use 'kind: io.l5d.namerd.http' (with experimental: true) against "
         "namerd's io.l5d.httpController"
     ),
-    ("router", "h2"): (
-        "not yet: the HTTP/2 router is being built (its codec is the turnout-protocol-h2 "
-        "distribution)"
+    ("h2 identifier", "io.l5d.k8s.istio"): _ISTIO,
+    ("h2 identifier", "io.l5d.ingress"): (
+        "not yet for protocol h2: the Kubernetes ingress identifier is an http identifier "
+        "(turnout-identifier-k8s-ingress)"
     ),
     ("router", "thriftmux"): f"{_THRIFTMUX}; protocol thrift serves Finagle Thrift clients",
     ("router", "mux"): _THRIFTMUX.replace("ThriftMux", "Mux"),

@@ -35,7 +35,7 @@ http {{
     default_type text/plain;
 {http_extra}
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{listen_extra};
         server_name _;
         location / {{
             return 200 "{name} $request_uri\\n";
@@ -52,6 +52,8 @@ class NginxBackend:
     Every request gets ``200`` with the body ``"<name> <request uri>\\n"`` unless one of
     ``locations`` (raw nginx ``location`` blocks, core directives only) matches. With
     ``access_log=True`` requests are logged to ``<dir>/access.log`` (see :meth:`requests`).
+    ``http2=True`` serves HTTP/2 in clear text (h2c with prior knowledge, ``listen ... http2``)
+    instead of HTTP/1.1.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class NginxBackend:
         locations: Sequence[str] = (),
         http_extra: str = "",
         access_log: bool = False,
+        http2: bool = False,
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name
@@ -81,6 +84,7 @@ class NginxBackend:
                 dir=self.dir,
                 host=self.host,
                 port=self.port,
+                listen_extra=" http2" if http2 else "",
                 name=name.replace('"', '\\"'),
                 access_log=log,
                 http_extra=http_extra,

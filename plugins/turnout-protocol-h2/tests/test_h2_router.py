@@ -1,0 +1,267 @@
+"""``protocol: h2`` end to end with real HTTP/2 clients (curl, nghttp, h2load) and a real
+h2c nginx backend: routing, Linkerd's headers and errors, TLS with ALPN, shutdown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import urllib.request
+from typing import Any
+
+import h2.events
+import pytest
+import trustme
+from turnout.testing import wait_until
+from turnout_h2_grpc import GrpcClient
+from turnout_h2_rawclient import RawClient, ended
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def metrics(proxy: Any) -> dict[str, Any]:
+    with urllib.request.urlopen(proxy.admin_url + "/admin/metrics.json", timeout=10) as r:
+        values: dict[str, Any] = json.load(r)
+        return values
+
+
+def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "15", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def response_headers(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines()[1:]:
+        if not line.strip():
+            break
+        k, _, v = line.partition(":")
+        out[k.strip().lower()] = v.strip()
+    return out
+
+
+@pytest.fixture
+def h2c_nginx(nginx_backend: Any) -> Any:
+    return lambda name="web": nginx_backend(name, http2=True, access_log=True)
+
+
+def test_curl_prior_knowledge_to_an_h2c_nginx(h2_proxy, h2c_nginx):
+    web = h2c_nginx("web")
+    proxy = h2_proxy(f"/svc => /$/inet/127.0.0.1/{web.port}")
+    r = curl("-i", "--http2-prior-knowledge", f"http://127.0.0.1:{proxy.port}/a/b?c=d")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("HTTP/2 200"), r.stdout
+    assert r.stdout.rstrip().endswith("web /a/b?c=d")
+    # the backend was spoken to in HTTP/2 too
+    assert wait_until(lambda: any("HTTP/2.0" in line for line in web.requests()), timeout=5)
+    # a POST body goes through
+    r = curl("--http2-prior-knowledge", "-d", "x" * 100_000, f"http://127.0.0.1:{proxy.port}/p")
+    assert r.returncode == 0 and r.stdout == "web /p\n", r
+
+
+def test_nghttp_and_h2load(h2_proxy, h2c_nginx):
+    web = h2c_nginx("web")
+    proxy = h2_proxy(f"/svc => /$/inet/127.0.0.1/{web.port}")
+    r = subprocess.run(
+        ["nghttp", "-v", f"http://127.0.0.1:{proxy.port}/n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "web /n" in r.stdout
+    assert ":status: 200" in r.stdout
+    r = subprocess.run(
+        ["h2load", "-n", "3000", "-c", "4", "-m", "16", f"http://127.0.0.1:{proxy.port}/load"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "3000 succeeded, 0 failed, 0 errored, 0 timeout" in r.stdout, r.stdout
+    values = metrics(proxy)
+    assert values[f"rt/h2/server/127.0.0.1/{proxy.port}/status/2XX"] == 3001
+
+
+def test_errors_are_answered_with_l5d_err(h2_proxy, h2c_nginx):
+    web = h2c_nginx("web")
+    proxy = h2_proxy(
+        f"/svc/web => /$/inet/127.0.0.1/{web.port}",
+        identifier={"kind": "io.l5d.header.token", "header": "x-svc"},
+        bindingTimeoutMs=300,
+    )
+    base = f"http://127.0.0.1:{proxy.port}/"
+    r = curl("-i", "--http2-prior-knowledge", base)
+    assert r.stdout.startswith("HTTP/2 400"), r.stdout
+    assert "missing header: 'x-svc'" in response_headers(r.stdout)["l5d-err"]
+    r = curl("-i", "--http2-prior-knowledge", "-H", "x-svc: nope", base)
+    assert r.stdout.startswith("HTTP/2 502"), r.stdout
+    assert "Unable to route request!" in r.stdout
+    r = curl(
+        "-i", "--http2-prior-knowledge", "-H", "x-svc: web", "-H", "l5d-dtab: /svc/web =>", base
+    )
+    assert r.stdout.startswith("HTTP/2 400"), r.stdout
+    assert "l5d-dtab" in response_headers(r.stdout)["l5d-err"]
+    # a per-request dtab override routes elsewhere
+    other = h2c_nginx("other")
+    r = curl(
+        "--http2-prior-knowledge",
+        "-H",
+        "x-svc: web",
+        "-H",
+        f"l5d-dtab: /svc/web => /$/inet/127.0.0.1/{other.port}",
+        base + "o",
+    )
+    assert r.stdout == "other /o\n", r
+    # nothing malformed reached a backend
+    assert len(web.requests()) == 0
+    values = metrics(proxy)
+    assert values[f"rt/h2/server/127.0.0.1/{proxy.port}/unidentified"] == 1
+
+
+def test_max_call_depth_and_forwarded(h2_proxy, grpc_backend):
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+        server={
+            "maxCallDepth": 3,
+            "addForwardedHeader": {"by": {"kind": "ip:port"}, "for": {"kind": "ip"}},
+        },
+    )
+    with GrpcClient(proxy.port) as client:
+        text = client.unary("Meta", b"", timeout=10, metadata=[("via", "2 a, 2 b")]).decode()
+        meta = dict(line.split("=", 1) for line in text.splitlines())
+        assert meta["via"] == "2 a, 2 b, 2 turnout"
+        assert meta["forwarded"] == f'by="127.0.0.1:{proxy.port}";for=127.0.0.1'
+        with pytest.raises(Exception) as err:
+            client.unary("Meta", b"", timeout=10, metadata=[("via", "2 a, 2 b, 2 c")])
+        assert "Maximum number of calls" in str(err.value)
+
+
+def test_clear_context_strips_l5d_headers(h2_proxy, grpc_backend):
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+        server={"clearContext": True},
+    )
+    with GrpcClient(proxy.port) as client:
+        text = client.unary(
+            "Meta", b"", timeout=10, metadata=[("l5d-dtab", "/svc => /$/fail"), ("l5d-x", "1")]
+        ).decode()
+    meta = dict(line.split("=", 1) for line in text.splitlines())
+    assert "l5d-x" not in meta and "l5d-ctx-dtab" not in meta
+    assert meta["l5d-dst-service"] == "/svc/test.Echo"
+
+
+def test_access_log(h2_proxy, h2c_nginx, tmp_path):
+    web = h2c_nginx("web")
+    log = tmp_path / "logs" / "access.log"
+    proxy = h2_proxy(f"/svc => /$/inet/127.0.0.1/{web.port}", h2AccessLog=str(log))
+    r = curl("--http2-prior-knowledge", "-A", "agent/1", f"http://127.0.0.1:{proxy.port}/logged")
+    assert r.returncode == 0
+    assert wait_until(lambda: log.exists() and "/logged" in log.read_text(), timeout=5)
+    line = log.read_text().splitlines()[0]
+    assert '"GET /logged HTTP/2" 200 12 "-" "agent/1"' in line, line
+    assert line.startswith(f"127.0.0.1:{proxy.port} 127.0.0.1 ")
+
+
+def test_tls_with_alpn_h2(h2_proxy, h2c_nginx, tmp_path):
+    web = h2c_nginx("web")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    key_path, cert_path, ca_path = (tmp_path / n for n in ("key.pem", "cert.pem", "ca.pem"))
+    cert.private_key_pem.write_to_path(key_path)
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    ca.cert_pem.write_to_path(ca_path)
+    proxy = h2_proxy(
+        f"/svc => /$/inet/127.0.0.1/{web.port}",
+        server={"tls": {"certPath": str(cert_path), "keyPath": str(key_path)}},
+    )
+    r = curl("-i", "--http2", "--cacert", str(ca_path), f"https://localhost:{proxy.port}/tls")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("HTTP/2 200") and r.stdout.rstrip().endswith("web /tls"), r.stdout
+    # a client that does not offer h2 by ALPN is closed (this server speaks only HTTP/2)
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    ctx.set_alpn_protocols(["http/1.1"])
+    with (
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls.recv(100) == b""
+    assert wait_until(
+        lambda: metrics(proxy)[f"rt/h2/server/127.0.0.1/{proxy.port}/h2/alpn_not_h2"] == 1
+    )
+
+
+def test_shutdown_drains_open_streams_with_goaway(h2_proxy, grpc_backend):
+    """SIGTERM: the GOAWAY notice goes out at once, an open stream still completes, then the
+    final GOAWAY (NO_ERROR) and a clean exit."""
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+    )
+    with GrpcClient(proxy.port) as client:
+        future = client.method("unary_unary", "Slow").future(b"1.5", timeout=30)
+        assert wait_until(lambda: backend.calls["Slow"] == 1, timeout=10)
+        proxy.signal()
+        assert future.result() == b"cat:slow"
+    assert proxy.wait(20) == 0, proxy.log()
+    assert "Traceback" not in proxy.log()
+
+
+def test_grpc_client_through_two_linkers(h2_proxy, grpc_backend):
+    """Linker to linker (the service-mesh shape): the local dtab travels as l5d-ctx-dtab."""
+    backend = grpc_backend("far")
+    decoy = grpc_backend("near")
+    inner = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{decoy.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+    )
+    outer = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{inner.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+    )
+    with GrpcClient(outer.port) as client:
+        assert client.unary("Unary", b"x", timeout=10) == b"near:x"
+        override = [("l5d-dtab", f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}")]
+        # the outer linker routes by the override too: straight to the backend
+        assert client.unary("Unary", b"y", timeout=10, metadata=override) == b"far:y"
+
+
+def test_request_streams_after_the_response_ended(h2_proxy, grpc_backend):
+    """A raw stream whose response ends before its request: the rest of the request is
+    discarded with its credit returned (the connection keeps working)."""
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+    )
+    raw = RawClient(proxy.port)
+    headers = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"t"),
+        (b":path", b"/test.Echo/Nope"),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]
+    for _ in range(3):
+        sid = raw.conn.get_next_available_stream_id()
+        raw.conn.send_headers(sid, headers)
+        raw.conn.send_data(sid, b"\0\0\0\0\x05hello")
+        raw.flush()
+        events = raw.read(ended(sid), timeout=10)
+        status = [
+            dict(e.headers).get(b"grpc-status")
+            for e in events
+            if isinstance(e, h2.events.ResponseReceived | h2.events.TrailersReceived)
+            and e.stream_id == sid
+        ]
+        assert b"12" in status, events  # UNIMPLEMENTED, from the backend
+    raw.close()
