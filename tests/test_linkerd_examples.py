@@ -60,6 +60,8 @@ EXAMPLES = [
     "consul-interpreter.yaml",
     "curator.yaml",
     "disable-tls.yaml",
+    "h2.yaml",
+    "h2spec.yaml",
     "influxdb.yaml",
     "k8s.yaml",
     "marathon-leader.yaml",
@@ -74,10 +76,13 @@ EXAMPLES = [
 ]
 
 #: examples whose kinds come from a plugin with its own servers to start against (a real
-#: ZooKeeper, an API double, Thrift clients): checked here, started by that plugin's tests
+#: ZooKeeper, an API double, Thrift clients, grpcio and an h2c nginx): checked here, started by
+#: that plugin's tests
 STARTED_BY_PLUGIN_TESTS = {
     "consul-interpreter.yaml": "plugins-contrib/turnout-interpreter-consul/tests",
     "curator.yaml": "plugins-contrib/turnout-namer-curator/tests",
+    "h2.yaml": "plugins/turnout-protocol-h2/tests",
+    "h2spec.yaml": "plugins/turnout-protocol-h2/tests",
     "influxdb.yaml": "plugins-contrib/turnout-telemeter-influxdb/tests",
     "k8s.yaml": "plugins-contrib/turnout-namer-k8s-external/tests",
     "marathon-leader.yaml": "plugins/turnout-namer-marathon/tests",

@@ -15,7 +15,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import time
+from dataclasses import dataclass
 from typing import IO
 
 from .errors import TurnoutError
@@ -72,13 +74,80 @@ def open_access_log(path: str, append: bool = True) -> IO[str]:
         raise AccessLogError(f"cannot open the access log '{path}': {reason}{where}") from None
 
 
+_UNITS = {
+    "byte": 1,
+    "kilobyte": 1 << 10,
+    "megabyte": 1 << 20,
+    "gigabyte": 1 << 30,
+    "terabyte": 1 << 40,
+}
+_SIZE = re.compile(r"^(\d+)\.(byte|kilobyte|megabyte|gigabyte|terabyte)s?$")
+_WEEKLY = re.compile(r"^weekly\(([1-7])\)$")
+
+
+@dataclass(frozen=True)
+class RollPolicy:
+    """When an access log is rolled (Linkerd's ``*AccessLogRollPolicy``, Twitter util-logging's
+    ``Policy.parse`` syntax): ``never``, ``hourly``, ``daily``, ``weekly(N)`` (N = 1 for
+    Sunday ... 7 for Saturday, at midnight) or a size such as ``100.megabytes``."""
+
+    kind: str
+    weekday: int = 0
+    size: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> RollPolicy:
+        t = text.strip().lower()
+        if t in ("never", "hourly", "daily"):
+            return cls(t)
+        m = _WEEKLY.match(t)
+        if m:
+            return cls("weekly", weekday=int(m.group(1)))
+        m = _SIZE.match(t)
+        if m and int(m.group(1)) > 0:
+            return cls("size", size=int(m.group(1)) * _UNITS[m.group(2)])
+        raise ValueError(
+            f"invalid roll policy {text!r}: never, hourly, daily, weekly(1..7) (1 = Sunday) or "
+            "a size such as 100.megabytes"
+        )
+
+    def next_roll(self, now: float) -> float:
+        """The time of the next time-based roll after ``now`` (inf: none)."""
+        if self.kind in ("never", "size"):
+            return float("inf")
+        t = time.localtime(now)
+        if self.kind == "hourly":
+            return time.mktime((*t[:4], 0, 0, 0, 0, -1)) + 3600
+        days = 1
+        if self.kind == "weekly":  # (tm_wday: Monday = 0; the policy's 1 = Sunday)
+            today = (t.tm_wday + 1) % 7 + 1
+            days = (self.weekday - today) % 7 or 7
+        # (mktime normalises the day overflow and finds the DST offset of that day)
+        return time.mktime((t[0], t[1], t[2] + days, 0, 0, 0, 0, 0, -1))
+
+
 class LineLog:
     """An access log file: :meth:`write` buffers a line, :meth:`flush` writes them (a failed
-    write is logged once a minute at most, its lines counted in ``dropped``)."""
+    write is logged once a minute at most, its lines counted in ``dropped``).
 
-    def __init__(self, path: str, append: bool = True) -> None:
+    With a :class:`RollPolicy` the file is rolled when the policy says (at the first flush
+    after the hour, day or week starts, or before a write that would pass the size): renamed
+    to ``<path>.<YYYYmmdd-HHMMSS>`` and a new one opened; ``rotate_count`` rolled files are
+    kept (the oldest beyond are removed; -1 keeps every one)."""
+
+    def __init__(
+        self,
+        path: str,
+        append: bool = True,
+        roll: RollPolicy | None = None,
+        rotate_count: int = -1,
+    ) -> None:
         self.path = path
         self.file: IO[str] = open_access_log(path, append)
+        self.roll = roll if roll is not None and roll.kind != "never" else None
+        self.rotate_count = rotate_count
+        self._next_roll = self.roll.next_roll(time.time()) if self.roll is not None else 0.0
+        self._size = self.file.tell() if self.roll is not None else 0
         self.lines: list[str] = []
         #: lines lost because writing failed (logged, at most once a minute)
         self.dropped = 0
@@ -100,8 +169,11 @@ class LineLog:
     def flush(self) -> None:
         if self.lines:
             lines, self.lines = self.lines, []
+            text = "\n".join(lines) + "\n"
             try:
-                self.file.write("\n".join(lines) + "\n")
+                if self.roll is not None:
+                    self._maybe_roll(len(text))
+                self.file.write(text)
                 self.file.flush()
             except OSError as e:
                 self.dropped += len(lines)
@@ -115,6 +187,52 @@ class LineLog:
                         self.dropped,
                     )
 
+    def _maybe_roll(self, adding: int) -> None:
+        roll = self.roll
+        assert roll is not None
+        now = time.time()
+        if roll.kind == "size":
+            due = self._size > 0 and self._size + adding > roll.size
+        else:
+            due = now >= self._next_roll
+        if due:
+            self.file.close()
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+            target = f"{self.path}.{stamp}"
+            n = 1
+            while os.path.exists(target):
+                target = f"{self.path}.{stamp}-{n}"
+                n += 1
+            os.rename(self.path, target)
+            self.file = open_access_log(self.path, append=False)
+            self._size = 0
+            self._next_roll = roll.next_roll(now)
+            self._prune()
+        self._size += adding
+
+    def rolled(self) -> list[str]:
+        """The rolled files of this log, oldest first."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        base = os.path.basename(self.path) + "."
+        pattern = re.compile(re.escape(base) + r"\d{8}-\d{6}(-\d+)?$")
+        names = [n for n in os.listdir(directory) if pattern.match(n)]
+
+        def order(name: str) -> tuple[str, int]:
+            suffix = name[len(base) :]  # YYYYmmdd-HHMMSS[-n]
+            return suffix[:15], int(suffix[16:] or 0)
+
+        return [os.path.join(directory, n) for n in sorted(names, key=order)]
+
+    def _prune(self) -> None:
+        if self.rotate_count < 0:
+            return
+        old = self.rolled()
+        for path in old[: max(len(old) - self.rotate_count, 0)]:
+            try:
+                os.remove(path)
+            except OSError as e:
+                log.warning("cannot remove the rolled access log '%s': %s", path, e.strerror or e)
+
     def close(self) -> None:
         self.flush()
         try:
@@ -123,4 +241,4 @@ class LineLog:
             log.warning("cannot write the access log '%s': %s", self.path, e.strerror or e)
 
 
-__all__ = ["AccessLogError", "LineLog", "access_log_problem", "open_access_log"]
+__all__ = ["AccessLogError", "LineLog", "RollPolicy", "access_log_problem", "open_access_log"]

@@ -66,9 +66,10 @@ What is here, by the part of a plugin that needs it:
   :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`),
   :func:`check_namespace` (what a namespace name may be) and :class:`ChangeFeed`, a helper to
   implement its watches.
-- **Access logs** (protocol routers): :class:`LineLog` (a batched log file; a protocol
-  subclasses it with its line format), :func:`access_log_problem` (for a config check),
-  :func:`open_access_log`, :class:`AccessLogError`.
+- **Access logs** (protocol routers): :class:`LineLog` (a batched log file, rolled by a
+  :class:`RollPolicy`; a protocol subclasses it with its line format),
+  :func:`access_log_problem` (for a config check), :func:`open_access_log`,
+  :class:`AccessLogError`.
 - **Errors**: :class:`TurnoutError` and its kinds (:class:`ParseError`,
   :class:`ConfigError` with :class:`ConfigProblem` s, :class:`PluginError`,
   :class:`BindingError`), :class:`TlsError`.
@@ -80,7 +81,13 @@ first time one of its names is asked for.
 
 from __future__ import annotations
 
-from .accesslog import AccessLogError, LineLog, access_log_problem, open_access_log
+from .accesslog import (
+    AccessLogError,
+    LineLog,
+    RollPolicy,
+    access_log_problem,
+    open_access_log,
+)
 from .admin_routes import AdminRoute
 from .announcer import Announcement, Announcer
 from .config import (
@@ -331,6 +338,7 @@ __all__ = [
     "Publish",
     "RequestStack",
     "ResponseClassifierConfig",
+    "RollPolicy",
     "Route",
     "RouteCache",
     "RouteError",

@@ -22,6 +22,7 @@ from turnout.api import (
     IdentifierConfig,
     Path,
     ResponseClassifierConfig,
+    RollPolicy,
     RouterConfig,
     ServerConfig,
     ServiceParams,
@@ -552,12 +553,12 @@ class H2RouterConfig(RouterConfig):
     h2_access_log: str | None = option(None, doc="File to append one line per stream to.")
     h2_access_log_roll_policy: str | None = option(
         None,
-        unsupported="h2AccessLogRollPolicy is not implemented; rotate with logrotate "
-        "(copytruncate)",
+        doc="When the access log is rolled: never, hourly, daily, weekly(N) (1 = Sunday) or a "
+        "size (100.megabytes); rolled files are <file>.<YYYYmmdd-HHMMSS>.",
     )
     h2_access_log_append: bool = option(True, doc="Append to an existing access log.")
-    h2_access_log_rotate_count: int | None = option(
-        None, unsupported="h2AccessLogRotateCount is not implemented; rotate with logrotate"
+    h2_access_log_rotate_count: int = option(
+        -1, min=-1, doc="Rolled access logs kept (the oldest beyond are removed); -1: all."
     )
     trace_propagator: dict[str, Any] | None = option(
         None,
@@ -578,6 +579,11 @@ class H2RouterConfig(RouterConfig):
             problem = access_log_problem(self.h2_access_log)
             if problem is not None:
                 yield ("h2AccessLog",), problem
+        if self.h2_access_log_roll_policy is not None:
+            try:
+                RollPolicy.parse(self.h2_access_log_roll_policy)
+            except ValueError as e:
+                yield ("h2AccessLogRollPolicy",), str(e)
 
     def identifiers(self) -> list[H2IdentifierConfig]:
         if self.identifier is None:

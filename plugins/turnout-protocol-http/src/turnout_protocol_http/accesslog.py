@@ -12,7 +12,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from turnout.api import AccessLogError, LineLog, access_log_problem, open_access_log
+from turnout.api import AccessLogError, LineLog, RollPolicy, access_log_problem, open_access_log
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -21,8 +21,15 @@ __all__ = ["AccessLog", "AccessLogError", "access_log_problem", "open_access_log
 
 
 class AccessLog(LineLog):
-    def __init__(self, path: str, fmt: str, append: bool = True) -> None:
-        LineLog.__init__(self, path, append)
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        append: bool = True,
+        roll: RollPolicy | None = None,
+        rotate_count: int = -1,
+    ) -> None:
+        LineLog.__init__(self, path, append, roll, rotate_count)
         self.json = fmt == "json"
 
     def record(self, ex: Exchange, elapsed_ms: float) -> None:

@@ -137,11 +137,12 @@ class HttpRouterConfig(RouterConfig):
     )
     http_access_log_roll_policy: str | None = option(
         None,
-        unsupported="httpAccessLogRollPolicy is not implemented; use logrotate with copytruncate",
+        doc="When the access log is rolled: never, hourly, daily, weekly(N) (1 = Sunday) or a "
+        "size (100.megabytes); rolled files are <file>.<YYYYmmdd-HHMMSS>.",
     )
     http_access_log_append: bool = option(True, doc="Append to an existing access log.")
-    http_access_log_rotate_count: int | None = option(
-        None, unsupported="httpAccessLogRotateCount is not implemented; rotate with logrotate"
+    http_access_log_rotate_count: int = option(
+        -1, min=-1, doc="Rolled access logs kept (the oldest beyond are removed); -1: all."
     )
     max_headers_kb: int = option(8, key="maxHeadersKB", min=1, doc="Largest request head (431).")
     max_initial_line_kb: int = option(
@@ -173,6 +174,13 @@ class HttpRouterConfig(RouterConfig):
             problem = access_log_problem(self.http_access_log)
             if problem is not None:
                 yield "httpAccessLog", problem
+        if self.http_access_log_roll_policy is not None:
+            from turnout.api import RollPolicy
+
+            try:
+                RollPolicy.parse(self.http_access_log_roll_policy)
+            except ValueError as e:
+                yield "httpAccessLogRollPolicy", str(e)
 
     def identifiers(self) -> list[HttpIdentifierConfig]:
         if self.identifier is None:

@@ -20,6 +20,7 @@ from turnout.api import (
     Dtab,
     Endpoint,
     Path,
+    RollPolicy,
     Route,
     Router,
     Tracing,
@@ -111,7 +112,13 @@ class HttpRouter(HttpAnswers):
         self._sweeper: asyncio.Task[None] | None = None
         self.access_log = (
             AccessLog(
-                config.http_access_log, config.http_access_log_format, config.http_access_log_append
+                config.http_access_log,
+                config.http_access_log_format,
+                config.http_access_log_append,
+                RollPolicy.parse(config.http_access_log_roll_policy)
+                if config.http_access_log_roll_policy
+                else None,
+                config.http_access_log_rotate_count,
             )
             if config.http_access_log
             else None
