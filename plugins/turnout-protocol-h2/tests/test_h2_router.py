@@ -265,3 +265,27 @@ def test_request_streams_after_the_response_ended(h2_proxy, grpc_backend):
         ]
         assert b"12" in status, events  # UNIMPLEMENTED, from the backend
     raw.close()
+
+
+def test_access_log_rolls_by_size(h2_proxy, h2c_nginx, tmp_path):
+    web = h2c_nginx("web")
+    log = tmp_path / "access.log"
+    proxy = h2_proxy(
+        f"/svc => /$/inet/127.0.0.1/{web.port}",
+        h2AccessLog=str(log),
+        h2AccessLogRollPolicy="1.kilobyte",
+        h2AccessLogRotateCount=1,
+    )
+    url = f"http://127.0.0.1:{proxy.port}/"
+    for i in range(4):  # ~100 bytes a line, flushed once a second: rolls between batches
+        r = subprocess.run(
+            ["h2load", "-n", "15", "-c", "1", url + f"batch{i}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 0
+        assert wait_until(lambda i=i: log.exists() and f"batch{i}" in log.read_text(), timeout=5)
+    rolled = sorted(tmp_path.glob("access.log.*"))
+    assert len(rolled) == 1, rolled  # rotate count 1: the older ones removed
+    assert "batch2" in rolled[0].read_text() and "batch3" in log.read_text()

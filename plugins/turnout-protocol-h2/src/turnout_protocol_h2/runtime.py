@@ -29,6 +29,7 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -46,7 +47,9 @@ from turnout.api import (
     Endpoint,
     LineLog,
     ParseError,
+    Path,
     RequestStack,
+    RollPolicy,
     Route,
     RouteCache,
     ServerStats,
@@ -641,11 +644,19 @@ class H2Server:
 
     def __init__(self, router: H2Router, config: H2ServerConfig, port: int) -> None:
         self.router = router
-        self.config = config
         self.ip = config.ip
         self.port = port
+        self._configure(config)
+        self.server: asyncio.Server | None = None
+        self.connections: set[Downstream] = set()
+        self.in_flight = 0
+        self.draining = False
+        self.stats: ServerStats
+
+    def _configure(self, config: H2ServerConfig) -> None:
+        self.config = config
         self.options = _options(
-            config, config.max_concurrent_streams_per_connection, router.max_pending
+            config, config.max_concurrent_streams_per_connection, self.router.max_pending
         )
         self.clear_context = config.clear_context
         self.timeout = config.timeout_ms / 1000 if config.timeout_ms else None
@@ -657,11 +668,16 @@ class H2Server:
         self.idle_time = (
             session.idle_time_ms / 1000 if session is not None and session.idle_time_ms else None
         )
-        self.server: asyncio.Server | None = None
-        self.connections: set[Downstream] = set()
-        self.in_flight = 0
-        self.draining = False
-        self.stats: ServerStats
+
+    def adopt(self, router: H2Router, config: H2ServerConfig) -> None:
+        """A reload: serve for ``router`` (which took over this server's router) with
+        ``config`` (same address, TLS and socket options). New connections get the new
+        settings and the new router; on open connections the next stream goes to it, streams
+        in flight finish on what they started with."""
+        self.router = router
+        self._configure(config)
+        for conn in self.connections:
+            conn.router = router
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -744,9 +760,7 @@ class H2Router(RequestStack):
         self.config = config
         self.interpreter = ctx.interpreter
         self.pools: weakref.WeakSet[Pool] = weakref.WeakSet()
-        core = core_router(
-            config.core_config(), ctx, lambda address, client: Pool(address, client, self)
-        )
+        core = core_router(config.core_config(), ctx, self._new_pool)
         label, timeout = config.effective_label, config.binding_timeout_ms / 1000
         RequestStack.__init__(self, core, ctx.metrics, label, config.dtab, tracing_of(ctx), timeout)
         self.status_tag = "http.status_code"
@@ -765,6 +779,9 @@ class H2Router(RequestStack):
         self._idle = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self.cancelled = ctx.metrics.counter("rt", label, "h2", "client_cancellations")
+
+    def _new_pool(self, address: Address, client: Client) -> Pool:
+        return Pool(address, client, self)
 
     # -- writing ---------------------------------------------------------------------------------
     def touch(self, conn: Conn) -> None:
@@ -1407,13 +1424,89 @@ class H2Router(RequestStack):
 
     # -- RouterRuntime ---------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.config.h2_access_log:
-            self.access_log = H2AccessLog(
-                self.config.h2_access_log, self.config.h2_access_log_append
-            )
+        self._open_access_log()
         for server in self.h2_servers:
             await server.start()
         self._sweeper = asyncio.get_running_loop().create_task(self.housekeeping())
+
+    def _open_access_log(self) -> None:
+        config = self.config
+        if config.h2_access_log and self.access_log is None:
+            policy = config.h2_access_log_roll_policy
+            self.access_log = H2AccessLog(
+                config.h2_access_log,
+                config.h2_access_log_append,
+                RollPolicy.parse(policy) if policy else None,
+                config.h2_access_log_rotate_count,
+            )
+
+    def take_over_problem(self, old: H2Router) -> str | None:
+        """Why this runtime cannot take over ``old`` on a reload (None: it can)."""
+        before = {(s.ip, s.port): s.config for s in old.h2_servers}
+        for server in self.h2_servers:
+            prior = before.get((server.ip, server.port))
+            if prior is not None and (
+                prior.tls != server.config.tls
+                or prior.socket_options != server.config.socket_options
+            ):
+                return (
+                    f"router '{self.label}': the server on {server.ip}:{server.port} changed its "
+                    "tls or socketOptions; restart to apply it"
+                )
+        return None
+
+    async def start_from(
+        self, old: H2Router, keep_client: Callable[[Path], bool] | None = None
+    ) -> None:
+        """Start in place of ``old`` (a running runtime of the same router label), as the
+        HTTP/1.1 router does: servers on an address this config keeps move here with their
+        listening sockets and connections; with an unchanged ``client`` config, ``old``'s
+        clients (those ``keep_client`` accepts) move here with their balancer state,
+        ejections and endpoint connections; with an unchanged ``service`` config, the
+        per-name stats and retry budgets too. New addresses start listening; ``old``'s other
+        servers stop accepting (then :meth:`retire_drain` and :meth:`close` end ``old``)."""
+        by_address = {(s.ip, s.port): s for s in old.h2_servers if s.server is not None}
+        moved: list[H2Server] = []
+        servers: list[H2Server] = []
+        for server in self.h2_servers:
+            prior = by_address.pop((server.ip, server.port), None) if server.port else None
+            if prior is not None:
+                prior.adopt(self, server.config)
+                moved.append(prior)
+                servers.append(prior)
+            else:
+                servers.append(server)
+        old.h2_servers = [s for s in old.h2_servers if s not in moved]
+        self.h2_servers = servers
+        if self.config.client == old.config.client:
+            for client_id, client in list(old.core.clients.items()):
+                if keep_client is not None and not keep_client(client_id):
+                    continue
+                client.new_pool = self._new_pool
+                for endpoint in client.endpoints:
+                    pool: Pool = endpoint.pool
+                    pool.router = self
+                    self.pools.add(pool)
+                    for conn in pool.conns:
+                        conn.router = self
+                self.core.clients[client_id] = client
+                del old.core.clients[client_id]
+        if self.config.service == old.config.service:
+            self.core._services.update(old.core._services)
+            self.core._budgets.update(old.core._budgets)
+        self._open_access_log()
+        for server in servers:
+            if server.server is None:
+                await server.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self.housekeeping())
+        old.stop_accepting()  # (the servers it still has: their addresses are gone)
+
+    async def retire_drain(self) -> None:
+        """After :meth:`start_from` moved this runtime's work away: wait until its remaining
+        servers have no request in flight and its remaining clients no load."""
+        await self.drain()
+        while any(e.load for c in self.core.clients.values() for e in c.endpoints):
+            await asyncio.sleep(0.05)
 
     def servers(self) -> list[tuple[str, int]]:
         return [(s.ip, s.port) for s in self.h2_servers]
