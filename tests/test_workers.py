@@ -288,3 +288,62 @@ def test_what_workers_cannot_run_is_refused_at_start(tmp_path, disco_dir):
         timeout=60,
     )
     assert r.returncode == 2 and "expected a number or auto, got 'zero'" in r.stderr
+
+
+def test_sighup_reloads_every_worker_under_load(
+    turnout_process, recording_backend, disco_dir, worker_pids
+):
+    """SIGHUP to the supervisor: every worker reloads (a dtab change) with no failed request
+    meanwhile; a broken file then changes nothing, in any worker, and says why."""
+    a, b = recording_backend(name="A"), recording_backend(name="B")
+    disco_dir.write("a", a)
+    disco_dir.write("b", b)
+    port, admin = free_port(), free_port()
+    text = config(disco_dir, port, admin).replace(
+        "/svc => /#/io.l5d.fs", "/svc/web => /#/io.l5d.fs/a"
+    )
+    proc = turnout_process(text)
+    assert wait_until(lambda: ready(proc), timeout=30), proc.log()
+    workers(proc, worker_pids)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        for _ in range(5000):  # (bounded)
+            if stop.is_set():
+                return
+            statuses.append(get(port))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(statuses) >= 50, timeout=20)
+        proc.config_path.write_text(text.replace("/#/io.l5d.fs/a", "/#/io.l5d.fs/b"))
+        proc.signal(signal.SIGHUP)
+        assert wait_until(
+            lambda: all(
+                w["generation"] == 1 and w["status"] == "ok"
+                for w in admin_json(proc, "/admin/config/status")["workers"]
+            ),
+            timeout=30,
+        ), admin_json(proc, "/admin/config/status")
+        served_by_b = len(b.requests)
+        assert wait_until(lambda: len(b.requests) >= served_by_b + 40, timeout=20)
+        a_count = len(a.requests)
+        time.sleep(0.5)
+        assert len(a.requests) == a_count  # both workers route to B now
+    finally:
+        stop.set()
+        thread.join(30)
+    assert statuses and all(s == 200 for s in statuses), sorted(set(statuses))
+    # a broken file: nothing changes in any worker, the errors are reported
+    proc.config_path.write_text(text + "routers: [\n")
+    request = urllib.request.Request(proc.admin_url + "/admin/reload", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=30)
+    assert err.value.code == 400
+    body = json.loads(err.value.read())
+    assert [w["status"] for w in body["workers"]] == ["failed", "failed"]
+    assert all("turnout.yaml:" in " ".join(w["errors"]) for w in body["workers"]), body
+    assert get(port) == 200 and len(b.requests) > served_by_b
+    assert proc.stop() == 0, proc.log()

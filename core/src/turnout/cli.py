@@ -225,7 +225,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if worker is None and count > 1:
         from .workers.supervisor import Supervisor
 
-        supervisor = Supervisor(args.config, loaded, count, log_level=args.log_level)
+        supervisor = Supervisor(
+            args.config,
+            loaded,
+            count,
+            log_level=args.log_level,
+            watch_config=getattr(args, "watch_config", None),
+        )
         return asyncio.run(supervisor.run())  # (the stdlib loop: the supervisor is no data path)
     if worker is not None:  # one of the supervisor's workers (turnout.workers.supervisor)
         _as_worker(loaded, worker, int(os.environ[WORKER_ADMIN_PORT_ENV]))
@@ -259,16 +265,9 @@ def _as_worker(loaded: Any, index: str, admin_port: int) -> None:
     """Make this linker a worker: its admin server on the loopback port the supervisor
     chose, its servers' sockets shared with the other workers (SO_REUSEPORT), its log lines
     marked with its index."""
-    from .config.model import SocketOptionsConfig
+    from .workers import as_worker_config
 
-    config = loaded.config
-    config.admin.ip, config.admin.port = "127.0.0.1", admin_port
-    for router in config.routers:
-        for server in router.servers:
-            if server.socket_options is None:
-                server.socket_options = SocketOptionsConfig(reuse_port=True)
-            else:
-                server.socket_options.reuse_port = True
+    as_worker_config(loaded.config, admin_port)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")

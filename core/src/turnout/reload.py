@@ -41,6 +41,7 @@ from .context import BuildContext, RouterRuntime
 from .errors import ConfigError, TurnoutError
 from .naming import NameInterpreter, Namer, Path
 from .naming.transformer import TransformingInterpreter, TransformingNamer
+from .workers import as_worker_config, worker_admin_port
 
 if TYPE_CHECKING:
     from .config.model import LinkerConfig, RouterConfig
@@ -190,6 +191,9 @@ class Reloader:
                 text, name = read_config_text(self.path)
                 loaded = load_text(text, name, registry=self.linker.plugins.registry)
                 self.linker.plugins.hook.turnout_configure(config=loaded.config)
+                admin_port = worker_admin_port()
+                if admin_port is not None:  # (as the worker's start made it: see cli._as_worker)
+                    as_worker_config(loaded.config, admin_port)
                 await self._apply(loaded)
             except ConfigError as e:
                 self._failed([str(p) for p in e.problems])

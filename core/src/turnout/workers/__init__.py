@@ -9,6 +9,7 @@ the workers, the workers' states, everything else answered by a worker.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 #: the environment of a worker: its index and the loopback port of its own admin server
 WORKER_ENV = "TURNOUT_WORKER"
@@ -26,3 +27,26 @@ def cpu_count() -> int:
 def resolve(workers: int | str) -> int:
     """The number of worker processes ``workers`` (a number, or ``auto``) asks for."""
     return cpu_count() if workers == "auto" else int(workers)
+
+
+def as_worker_config(config: Any, admin_port: int) -> None:
+    """Make ``config`` (a :class:`~turnout.config.LinkerConfig`) a worker's: its admin server on
+    the loopback port the supervisor chose, its servers' sockets shared with the other workers
+    (SO_REUSEPORT). Applied at start and to every configuration a worker reloads, so that a
+    reload compares like with like."""
+    from ..config.model import SocketOptionsConfig
+
+    config.admin.ip, config.admin.port = "127.0.0.1", admin_port
+    for router in config.routers:
+        for server in router.servers:
+            if server.socket_options is None:
+                server.socket_options = SocketOptionsConfig(reuse_port=True)
+            else:
+                server.socket_options.reuse_port = True
+
+
+def worker_admin_port() -> int | None:
+    """This process's admin port when it is one of a supervisor's workers, else None."""
+    if os.environ.get(WORKER_ENV) is None:
+        return None
+    return int(os.environ[WORKER_ADMIN_PORT_ENV])

@@ -92,6 +92,8 @@ class SupervisorAdmin:
             "/admin/live": "diagnostics",
             "/admin/ping": "diagnostics",
             "/admin/shutdown": "control",
+            "/admin/reload": "control",
+            "/admin/config/status": "diagnostics",
         }
         sec = self.config.security
         self._allow = [re.compile(p) for p in sec.path_whitelist]
@@ -106,6 +108,8 @@ class SupervisorAdmin:
         r.add_get("/admin/live", self.live)
         r.add_get("/admin/ping", self.ping)
         r.add_post("/admin/shutdown", self.shutdown)
+        r.add_post("/admin/reload", self.reload)
+        r.add_get("/admin/config/status", self.config_status)
         r.add_route("*", "/{tail:.*}", self.proxy)
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -227,6 +231,44 @@ class SupervisorAdmin:
     async def shutdown(self, request: web.Request) -> web.Response:
         asyncio.get_running_loop().call_soon(self.supervisor.request_stop)
         return web.Response(text="shutting down\n")
+
+    async def reload_worker(self, slot: Slot) -> dict[str, Any]:
+        """``POST /admin/reload`` to one worker: its reload status (``status`` ``ok`` or
+        ``failed``, ``errors``), or ``failed`` with why it did not answer."""
+        assert self.session is not None
+        try:
+            async with self.session.post(
+                self._url(slot, "/admin/reload"), timeout=aiohttp.ClientTimeout(total=60)
+            ) as r:
+                status: dict[str, Any] = json.loads(await r.read())
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            status = {"status": "failed", "errors": [f"worker {slot.index}: {e}"]}
+        status["worker"] = slot.index
+        return status
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Every worker reloads; 200 when all applied the new configuration, else 400 with
+        each worker's errors."""
+        ok, results = await self.supervisor.reload()
+        return web.json_response(
+            {"status": "ok" if ok else "failed", "workers": results}, status=200 if ok else 400
+        )
+
+    async def config_status(self, request: web.Request) -> web.Response:
+        """The first worker's ``/admin/config/status`` and, under ``workers``, every worker's."""
+        assert self.session is not None
+        statuses = []
+        for slot in self._answering():
+            try:
+                async with self.session.get(self._url(slot, "/admin/config/status")) as r:
+                    status: dict[str, Any] = json.loads(await r.read())
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+                status = {"status": "unknown", "errors": [str(e)]}
+            status["worker"] = slot.index
+            statuses.append(status)
+        if not statuses:
+            return web.Response(status=503, text="no worker is running\n")
+        return web.json_response({**statuses[0], "workers": statuses})
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         slots = self._answering()

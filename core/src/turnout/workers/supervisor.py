@@ -17,6 +17,10 @@ connections of each port over the workers.
   single turnout does (``admin.shutdownGraceMs``); the supervisor waits for them (killing
   what is left 10 s after the grace), then exits 0. A second signal is forwarded too (the
   workers then stop at once).
+- SIGHUP (or ``POST /admin/reload`` on the supervisor's admin, or ``--watch-config``): every
+  running worker reloads the configuration file (each validates it in full and applies it
+  with no failed request, as a single turnout does, :mod:`turnout.reload`); the supervisor
+  logs each worker's verdict. A worker started later reads the same file.
 - Each worker dies with the supervisor (``PR_SET_PDEATHSIG``: SIGTERM) so that none is left
   behind if the supervisor is killed.
 
@@ -140,8 +144,11 @@ class Supervisor:
         count: int,
         *,
         log_level: str = "INFO",
+        watch_config: float | None = None,
     ) -> None:
         check_workers(loaded, config_path, count)
+        #: ``--watch-config`` (seconds between polls of the file), or None
+        self.watch_interval = watch_config
         self.config_path = os.path.abspath(config_path)
         self.config = loaded.config
         self.log_level = log_level
@@ -157,6 +164,7 @@ class Supervisor:
         self.exit_code = 0
         self._stop = asyncio.Event()
         self._signals = 0
+        self._reloads: set[asyncio.Task[Any]] = set()
         self.admin: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -171,6 +179,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         keepers = [asyncio.ensure_future(self._keep(slot)) for slot in self.slots]
         watchers = [asyncio.ensure_future(self._watch_ready(slot)) for slot in self.slots]
+        if self.watch_interval is not None:
+            watchers.append(asyncio.ensure_future(self._watch_config(self.watch_interval)))
         log.info(
             "supervisor (pid %d) started %d workers; admin server on http://%s:%s/",
             os.getpid(),
@@ -207,10 +217,50 @@ class Supervisor:
             self._signal_all(signal.SIGTERM)
 
     def _on_hup(self) -> None:
-        log.warning(
-            "SIGHUP: reloading the configuration is not implemented yet; nothing changed "
-            "(restart turnout to apply a new configuration)"
-        )
+        log.info("SIGHUP: the workers reload %s", self.config_path)
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> tuple[bool, list[dict[str, Any]]]:
+        """Every running worker reloads the configuration file (``POST /admin/reload`` on its
+        own admin port, all at once); each worker's status, and whether all applied it."""
+        slots = [s for s in self.slots if s.running()]
+        results = await asyncio.gather(*(self.admin.reload_worker(s) for s in slots))
+        ok = bool(results) and all(r.get("status") == "ok" for r in results)
+        for slot, result in zip(slots, results, strict=True):
+            if result.get("status") == "ok":
+                log.info("worker %d reloaded (generation %s)", slot.index, result.get("generation"))
+            else:
+                log.error("worker %d did not reload: %s", slot.index, result.get("errors"))
+        return ok, results
+
+    async def _watch_config(self, interval: float) -> None:
+        """``--watch-config``: poll the file (mtime, then content) and reload on a change."""
+        from ..config.loader import read_config_text
+        from ..reload import config_hash
+
+        def current() -> str:
+            try:
+                return config_hash(read_config_text(self.config_path)[0])
+            except Exception:  # (unreadable for now: the next poll tries again)
+                return ""
+
+        last_hash = current()
+        last_mtime: float | None = None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                mtime = os.stat(self.config_path).st_mtime
+            except OSError:
+                continue
+            if mtime == last_mtime:
+                continue
+            last_mtime = mtime
+            now = current()
+            if now and now != last_hash:
+                last_hash = now
+                await self.reload()
 
     def _signal_all(self, sig: int) -> None:
         for slot in self.slots:
