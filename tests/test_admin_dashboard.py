@@ -469,3 +469,37 @@ def test_dashboard_with_200_clients(big_mesh, browser, artifacts):
         driver.execute_script("window.scrollBy(0, -60)")  # clear of the sticky top bar
         driver.save_screenshot(str(artifacts / "dashboard-200-clients.png"))
         assert console_errors(driver) == []
+
+
+def test_dashboard_shows_an_h2_router(turnout_process, nginx_backend, browser, artifacts):
+    """An h2 router's streams are counted on the dashboard like HTTP/1.1 requests: its tab,
+    its request total, its client."""
+    import subprocess
+
+    web = nginx_backend("web", http2=True)
+    port = free_port()
+    proc = turnout_process(
+        f"""
+admin:
+  port: {free_port()}
+routers:
+- protocol: h2
+  dtab: /svc => /$/inet/127.0.0.1/{web.port}
+  servers:
+  - port: {port}
+"""
+    )
+    done = subprocess.run(
+        ["h2load", "-n", "300", "-c", "2", "-m", "4", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "300 succeeded" in done.stdout, done.stdout
+    browser.get(f"{proc.admin_url}/?router=h2")
+    wait_for(browser, lambda d: (requests_total(d) or 0) >= 300, "300 h2 requests counted")
+    assert "h2" in text(browser, '[role="tablist"]')
+    client = f"$/inet/127.0.0.1/{web.port}"
+    wait_for(browser, lambda d: client in d.find_element(By.TAG_NAME, "body").text, "the client")
+    browser.save_screenshot(str(artifacts / "dashboard-h2.png"))
+    assert console_errors(browser) == []

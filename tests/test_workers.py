@@ -347,3 +347,48 @@ def test_sighup_reloads_every_worker_under_load(
     assert all("turnout.yaml:" in " ".join(w["errors"]) for w in body["workers"]), body
     assert get(port) == 200 and len(b.requests) > served_by_b
     assert proc.stop() == 0, proc.log()
+
+
+def test_the_supervisor_admin_serves_admin_tls(
+    turnout_process, recording_backend, disco_dir, worker_pids, tmp_path
+):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    key_path, cert_path, ca_path = (tmp_path / n for n in ("key.pem", "cert.pem", "ca.pem"))
+    cert.private_key_pem.write_to_path(key_path)
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    ca.cert_pem.write_to_path(ca_path)
+    disco_dir.write("web", recording_backend(name="web"))
+    port, admin = free_port(), free_port()
+    text = config(disco_dir, port, admin).replace(
+        "  shutdownGraceMs: 10000\n",
+        f"  shutdownGraceMs: 10000\n  tls: {{certPath: {cert_path}, keyPath: {key_path}}}\n",
+    )
+    proc = turnout_process(text, start=False)
+    proc.admin_port = None  # (TurnoutProcess pings the admin in plain HTTP: not this one)
+    proc.start(timeout=40)
+    context = ssl.create_default_context(cafile=str(ca_path))
+
+    def https(path: str) -> Any:
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{admin}{path}", timeout=10, context=context
+        ) as r:
+            return json.loads(r.read()) if path.endswith(".json") else r.read()
+
+    def ready_tls() -> bool:
+        try:
+            return https("/admin/ready") == b"ready"
+        except OSError:
+            return False
+
+    assert wait_until(ready_tls, timeout=30), proc.log()
+    worker_pids.update(w["pid"] for w in https("/admin/workers.json") if w["pid"])
+    assert [get(port) for _ in range(20)] == [200] * 20
+    assert https("/admin/metrics.json")[f"rt/http/server/127.0.0.1/{port}/requests"] == 20
+    with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP on the port
+        urllib.request.urlopen(f"http://127.0.0.1:{admin}/admin/ping", timeout=5).read()
+    assert proc.stop() == 0, proc.log()

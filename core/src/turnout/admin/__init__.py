@@ -102,33 +102,7 @@ class AdminServer:
         await self.runner.setup()
         ssl_context = None
         if self.config.tls is not None:
-            from .. import tls
-
-            cfg = self.config.tls
-            try:
-                ssl_context = tls.server_context(cfg)
-            except tls.TlsError as e:
-                raise TurnoutError(f"admin.tls.{e.key}: {e.message}") from None
-            live = ssl_context
-
-            def install(new: object) -> None:
-                # aiohttp's site keeps its context: the new pair is loaded into it (OpenSSL
-                # allows it on a context in use; new handshakes get the new certificate)
-                tls.load_chain_into(live, cfg)
-
-            paths = [cfg.cert_path, cfg.key_path]
-            if cfg.intermediate_certs_path is not None:
-                paths.append(cfg.intermediate_certs_path)
-            metrics = self.linker.metrics
-            self.tls_watcher = tls.FileWatcher(
-                "admin server",
-                paths,
-                lambda: tls.server_context(cfg),
-                install,
-                metrics.counter("admin", "tls", "reloads"),
-                metrics.counter("admin", "tls", "reload_failures"),
-            )
-            self.tls_watcher.start()
+            ssl_context, self.tls_watcher = admin_tls(self.config.tls, self.linker.metrics)
         site = web.TCPSite(
             self.runner,
             self.config.ip,
@@ -406,3 +380,36 @@ def _duration(text: str) -> float:
         raise ValueError(text)
     value = float(m.group(1))
     return value * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
+def admin_tls(cfg: Any, metrics: Any) -> tuple[Any, Any]:
+    """The SSL context of an admin server with ``admin.tls`` ``cfg``, and the started
+    :class:`turnout.tls.FileWatcher` that loads a rotated certificate into it (stop it when the
+    server closes). Shared by a linker's admin and the workers' supervisor. Raises
+    :class:`TurnoutError` naming the bad key."""
+    from .. import tls
+
+    try:
+        ssl_context = tls.server_context(cfg)
+    except tls.TlsError as e:
+        raise TurnoutError(f"admin.tls.{e.key}: {e.message}") from None
+    live = ssl_context
+
+    def install(new: object) -> None:
+        # aiohttp's site keeps its context: the new pair is loaded into it (OpenSSL allows it
+        # on a context in use; new handshakes get the new certificate)
+        tls.load_chain_into(live, cfg)
+
+    paths = [cfg.cert_path, cfg.key_path]
+    if cfg.intermediate_certs_path is not None:
+        paths.append(cfg.intermediate_certs_path)
+    watcher = tls.FileWatcher(
+        "admin server",
+        paths,
+        lambda: tls.server_context(cfg),
+        install,
+        metrics.counter("admin", "tls", "reloads"),
+        metrics.counter("admin", "tls", "reload_failures"),
+    )
+    watcher.start()
+    return ssl_context, watcher

@@ -31,12 +31,14 @@ def resolve(workers: int | str) -> int:
 
 def as_worker_config(config: Any, admin_port: int) -> None:
     """Make ``config`` (a :class:`~turnout.config.LinkerConfig`) a worker's: its admin server on
-    the loopback port the supervisor chose, its servers' sockets shared with the other workers
+    the loopback port the supervisor chose, in plain HTTP (``admin.tls`` is the supervisor's,
+    which alone faces clients), its servers' sockets shared with the other workers
     (SO_REUSEPORT). Applied at start and to every configuration a worker reloads, so that a
     reload compares like with like."""
     from ..config.model import SocketOptionsConfig
 
     config.admin.ip, config.admin.port = "127.0.0.1", admin_port
+    config.admin.tls = None
     for router in config.routers:
         for server in router.servers:
             if server.socket_options is None:

@@ -112,6 +112,7 @@ class SupervisorAdmin:
         r.add_get("/admin/config/status", self.config_status)
         r.add_route("*", "/{tail:.*}", self.proxy)
         self.runner: web.AppRunner | None = None
+        self.tls_watcher: Any = None
         self.session: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
@@ -121,7 +122,18 @@ class SupervisorAdmin:
         )
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.ip, self.config.port, reuse_address=True)
+        ssl_context = None
+        if self.config.tls is not None:
+            from ..admin import admin_tls
+
+            ssl_context, self.tls_watcher = admin_tls(self.config.tls, self.supervisor.metrics)
+        site = web.TCPSite(
+            self.runner,
+            self.config.ip,
+            self.config.port,
+            reuse_address=True,
+            ssl_context=ssl_context,
+        )
         try:
             await site.start()
         except OSError as e:
@@ -134,6 +146,9 @@ class SupervisorAdmin:
         self.port = int(server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        if self.tls_watcher is not None:
+            self.tls_watcher.stop()
+            self.tls_watcher = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

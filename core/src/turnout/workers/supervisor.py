@@ -110,11 +110,6 @@ def check_workers(loaded: LoadedConfig, config_path: str, count: int) -> None:
     problems = []
     if config_path == "-":
         problems.append("the configuration comes from stdin; workers read it from a file")
-    if config.admin.tls is not None:
-        problems.append(
-            "admin.tls: the supervisor's admin server does not serve TLS yet; remove admin.tls "
-            "or run one worker"
-        )
     for router in config.routers:
         label = router.effective_label
         if not type(router).reuse_port_capable:
