@@ -375,8 +375,11 @@ class ClientTls:
         context: ssl.SSLContext,
         server_hostname: str | None,
         cfg: ClientTlsConfig | None = None,
+        alpn: list[str] | None = None,
     ) -> None:
         self.context = context
+        #: the ALPN protocols offered (None: http/1.1), kept for a context rebuilt on rotation
+        self.alpn = alpn
         #: SNI and the name the certificate must carry (``commonName``); None: no SNI
         self.server_hostname = server_hostname
         self.cfg = cfg
@@ -410,7 +413,7 @@ class ClientTls:
         self.seen = seen  # (a bad new pair is reported once, not at every connection)
         what = f"client tls ({self.server_hostname or 'no commonName'})"
         try:
-            self.context = new_client_context(self.cfg)
+            self.context = new_client_context(self.cfg, alpn=self.alpn)
         except (TlsError, ssl.SSLError, OSError) as e:
             self.reload_failures += 1
             CLIENT_RELOADS[1] += 1
@@ -548,19 +551,27 @@ CLIENT_RELOADS = [0, 0]
 #: client contexts by (config object identity, rendered commonName): one context per client
 #: configuration, shared by all its clients and endpoints (the config object is kept alive by
 #: the entry, so its id is not reused)
-_client_cache: dict[tuple[int, str | None], tuple[Any, ClientTls]] = {}
+_client_cache: dict[tuple[int, str | None, tuple[str, ...] | None], tuple[Any, ClientTls]] = {}
 
 
-def client_tls(cfg: ClientTlsConfig | None, captures: Mapping[str, str]) -> ClientTls | None:
-    """The TLS of one client (None: plain text, ``tls`` absent or ``enabled: false``)."""
+def client_tls(
+    cfg: ClientTlsConfig | None,
+    captures: Mapping[str, str],
+    *,
+    alpn: Sequence[str] | None = None,
+) -> ClientTls | None:
+    """The TLS of one client (None: plain text, ``tls`` absent or ``enabled: false``).
+    ``alpn``: the protocols offered (default ``http/1.1``; the h2 router offers ``h2``)."""
     if cfg is None or not cfg.enabled:
         return None
     name = render_common_name(cfg.common_name, captures) if cfg.common_name else None
-    key = (id(cfg), name)
+    protocols = tuple(alpn) if alpn is not None else None
+    key = (id(cfg), name, protocols)
     hit = _client_cache.get(key)
     if hit is not None:
         return hit[1]
-    made = ClientTls(new_client_context(cfg), name, cfg)
+    offered = list(protocols) if protocols is not None else None
+    made = ClientTls(new_client_context(cfg, alpn=offered), name, cfg, alpn=offered)
     if len(_client_cache) > 10_000:
         _client_cache.clear()
     _client_cache[key] = (cfg, made)

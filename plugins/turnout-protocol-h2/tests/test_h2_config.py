@@ -90,9 +90,9 @@ def test_a_full_h2_config_is_accepted(tmp_path):
             "io.l5d.h2.",
         ),
         (
-            "  client: {tls: {commonName: foo}}\n",
-            "tls",
-            "does not originate TLS",
+            "  client: {forwardClientCert: true}\n",
+            "forwardClientCert",
+            "not implemented by protocol h2",
         ),
         ("  h2AccessLogRollPolicy: sometimes\n", "h2AccessLogRollPolicy", "invalid roll policy"),
         (
@@ -116,7 +116,7 @@ def test_every_error_is_listed_at_once(tmp_path):
     done = check(
         tmp_path,
         ROUTER
-        + "  client: {tls: {commonName: foo}}\n"
+        + "  client: {forwardClientCert: true}\n"
         + "  service: {responseClassifier: {kind: io.l5d.http.allSuccessful}}\n",
     )
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -279,3 +279,32 @@ def test_both_event_loops(h2_proxy, grpc_backend, loop):
     with GrpcClient(proxy.port) as client:
         assert client.unary("Unary", b"x", timeout=10) == b"cat:x"
         assert len(list(client.method("unary_stream", "ServerStream")(b"50", timeout=10))) == 50
+
+
+def test_tls_to_the_endpoint_with_alpn_h2(h2_proxy, tmp_path):
+    """client.tls: turnout opens TLS to a grpcio server (ALPN h2), checking its certificate
+    against the CA and the commonName; a wrong commonName is a failed connect (UNAVAILABLE)."""
+    import trustme
+    from turnout_h2_grpc import GrpcBackend
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("backend.test")
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(ca_path)
+    backend = GrpcBackend("tls")
+    backend.tls = (cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())
+    backend.start()
+    try:
+        dtab = f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}"
+        tls = {"trustCertsBundle": str(ca_path)}
+        good = h2_proxy(dtab, **GRPC_ROUTER, client={"tls": {**tls, "commonName": "backend.test"}})
+        with GrpcClient(good.port) as client:
+            assert client.unary("Unary", b"x", timeout=10) == b"tls:x"
+        bad = h2_proxy(dtab, **GRPC_ROUTER, client={"tls": {**tls, "commonName": "other.test"}})
+        with GrpcClient(bad.port) as client, pytest.raises(grpc.RpcError) as err:
+            client.unary("Unary", b"x", timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "certificate" in err.value.details().lower(), err.value.details()
+        assert backend.calls["Unary"] == 1
+    finally:
+        backend.stop()

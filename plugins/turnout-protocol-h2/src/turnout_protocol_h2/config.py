@@ -160,8 +160,6 @@ class H2ClientEntry(StaticClientEntry, H2ClientParams):
 
 #: client options of core that this protocol does not implement (each a located error)
 _CLIENT_UNSUPPORTED = {
-    "tls": "protocol h2 does not originate TLS to endpoints yet (a security option is never "
-    "dropped): remove client.tls or use protocol http",
     "forward_client_cert": "forwardClientCert is not implemented by protocol h2",
     "socket_options": "socketOptions is not implemented by protocol h2 clients",
 }
@@ -190,10 +188,7 @@ class H2ClientConfig(ClientParams, H2ClientParams):
         )
         for where, entry in entries:
             for name, why in _CLIENT_UNSUPPORTED.items():
-                value = getattr(entry, name, None)
-                if value not in (None, False) and not (
-                    name == "tls" and getattr(value, "enabled", True) is False
-                ):
+                if getattr(entry, name, None) not in (None, False):
                     yield (*where, _key(ClientParams, name)), why
 
     def to_core(self) -> Any:

@@ -54,6 +54,7 @@ from turnout.api import (
     RouteCache,
     ServerStats,
     Tracing,
+    client_tls,
     core_router,
     server_context,
     tracing_of,
@@ -554,6 +555,8 @@ class Pool:
                 else DEFAULT_POOL_IDLE_TIME_MS
             )
         self.idle_time: float | None = idle_ms / 1000 if idle_ms else None
+        #: TLS to the endpoint (ALPN h2), or None: h2c with prior knowledge
+        self.tls = client_tls(client.policy.tls, client.policy.captures, alpn=["h2"])
         self.closed = False
         router.pools.add(self)
 
@@ -588,10 +591,21 @@ class Pool:
 
     async def _connect(self) -> Upstream:
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: Upstream(self), self.address.host, self.address.port),
+        tls = self.tls.kwargs() if self.tls is not None else {}
+        transport, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: Upstream(self), self.address.host, self.address.port, **tls
+            ),
             CONNECT_TIMEOUT,
         )
+        if tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if chosen != "h2":
+                transport.abort()
+                raise OSError(
+                    f"{self.address} did not negotiate HTTP/2 by ALPN (it chose {chosen!r})"
+                )
         self.client.stats.connects.incr()
         if self.closed:
             conn.abort()

@@ -41,6 +41,8 @@ class GrpcBackend:
         self.fail_first = fail_first
         self.lock = threading.Lock()
         self.server: Any = None
+        #: (private key PEM, certificate chain PEM): serve TLS (ALPN h2) instead of h2c
+        self.tls: tuple[bytes, bytes] | None = None
 
     # -- handlers ------------------------------------------------------------------------
     def _count(self, method: str) -> int:
@@ -126,7 +128,11 @@ class GrpcBackend:
             ],
         )
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
-        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.tls is not None:
+            credentials = grpc.ssl_server_credentials([self.tls])
+            server.add_secure_port(f"127.0.0.1:{self.port}", credentials)
+        else:
+            server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self.server = server
         return self
