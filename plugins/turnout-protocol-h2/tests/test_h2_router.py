@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import subprocess
+import time
 import urllib.request
 from typing import Any
 
@@ -289,3 +290,52 @@ def test_access_log_rolls_by_size(h2_proxy, h2c_nginx, tmp_path):
     rolled = sorted(tmp_path.glob("access.log.*"))
     assert len(rolled) == 1, rolled  # rotate count 1: the older ones removed
     assert "batch2" in rolled[0].read_text() and "batch3" in log.read_text()
+
+
+def test_shutdown_waits_for_a_response_queued_for_a_slow_client(h2_proxy, grpc_backend):
+    """The endpoint has answered in full, but the client's window is closed: turnout holds the
+    response (one window at most) and, on SIGTERM, waits for the client to take it before it
+    closes the connection (within shutdownGraceMs), instead of cutting it off."""
+    import hpack
+    from turnout_h2_frames import DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, Peer
+    from turnout_h2_frames import frame as raw_frame
+    from turnout_h2_frames import settings as raw_settings
+    from turnout_h2_rawclient import grpc_frame
+
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => /$/inet/127.0.0.1/{backend.port}",
+        identifier={"kind": "io.l5d.header.path", "segments": 1},
+    )
+    peer = Peer(proxy.port)
+    headers = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"t"),
+        (b":path", b"/test.Echo/Big"),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]
+    peer.send(
+        raw_settings((4, 0))  # INITIAL_WINDOW_SIZE 0: turnout may send us no DATA yet
+        + raw_frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(headers))
+        + raw_frame(DATA, END_STREAM, 1, grpc_frame(b"30000"))
+    )
+    assert wait_until(
+        lambda: metrics(proxy).get("rt/h2/service/svc/test.Echo/success") == 1, timeout=10
+    )  # (the endpoint's answer is complete; its 30 KB wait in turnout for our window)
+    proxy.signal()
+    assert peer.until(lambda p: p.goaway() is not None)  # (the shutdown notice)
+    time.sleep(1.0)  # (a slow client: turnout must not close the connection meanwhile)
+    assert proxy.running()
+    peer.send(raw_frame(8, 0, 1, (1 << 20).to_bytes(4, "big")))  # WINDOW_UPDATE, stream 1
+
+    def done(p: Peer) -> bool:
+        return any(f[2] == 1 and f[1] & END_STREAM for f in p.frames if f[0] in (DATA, HEADERS))
+
+    assert peer.until(done, timeout=10), peer.frames
+    body = sum(len(f[3]) for f in peer.frames if f[0] == DATA and f[2] == 1)
+    assert body == 5 + 30000, body
+    peer.close()
+    assert proxy.wait(20) == 0, proxy.log()
+    assert GOAWAY  # (the notice, then the final GOAWAY once the stream ended)

@@ -229,7 +229,6 @@ class H2Call(Call):
         #: response headers held while the classification is awaited (gRPC retries)
         self.held: Headers | None = None
         self.held_timer: asyncio.TimerHandle | None = None
-        self.held_end = False
         self.response_ended = False
         self.grpc_status: int | None = None
         self.response_bytes = 0
@@ -1538,14 +1537,19 @@ class H2Router(RequestStack):
         self.idle_check()
 
     async def drain(self) -> None:
+        """Return when every request is answered and every client connection has ended: a
+        response whose endpoint finished may still be queued for a slow client (flow
+        control); its connection closes after the final GOAWAY, once its streams are done
+        (the linker bounds the wait by ``shutdownGraceMs``)."""
         while any(s.in_flight for s in self.h2_servers):
             self._idle.clear()
             await self._idle.wait()
-        # the final GOAWAYs go out once the streams have ended
-        for server in self.h2_servers:
-            for conn in list(server.connections):
-                self.touch(conn)
-        self.flush_dirty()
+        while any(s.connections for s in self.h2_servers):
+            for server in self.h2_servers:
+                for conn in list(server.connections):
+                    self.touch(conn)  # (the final GOAWAY goes out once its streams ended)
+            self.flush_dirty()
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         if self._sweeper is not None:
