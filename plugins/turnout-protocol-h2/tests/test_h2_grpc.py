@@ -84,6 +84,15 @@ def test_every_call_shape(h2_proxy, grpc_backend):
         assert answers == [b"cat:m%d" % i for i in range(20)]
     values = metrics(proxy)
     assert values["rt/h2/service/svc/test.Echo/success"] == 4
+    # Linkerd's h2 stream stats, per server
+    server = f"rt/h2/server/127.0.0.1/{proxy.port}"
+    assert wait_until(lambda: metrics(proxy).get(f"{server}/stream/stream_success") == 4)
+    values = metrics(proxy)
+    assert values[f"{server}/request/stream/stream_success"] == 4
+    assert values[f"{server}/response/stream/stream_success"] == 4
+    assert values[f"{server}/response/stream/data_bytes.count"] == 4
+    assert values[f"{server}/stream/total_latency_ms.count"] == 4
+    assert values[f"{server}/stream/stream_failures"] == 0
     assert values[f"rt/h2/server/127.0.0.1/{proxy.port}/requests"] == 4
 
 
@@ -159,6 +168,8 @@ def test_cancellation_reaches_the_backend(h2_proxy, grpc_backend):
         future.cancel()
         assert wait_until(lambda: backend.cancelled["Slow"] == 1, timeout=10)
     assert wait_until(lambda: metrics(proxy).get("rt/h2/h2/client_cancellations") == 1, timeout=10)
+    server = f"rt/h2/server/127.0.0.1/{proxy.port}"
+    assert wait_until(lambda: metrics(proxy).get(f"{server}/stream/stream_failures") == 1)
 
 
 def test_client_deadline_cancels_upstream(h2_proxy, grpc_backend):

@@ -232,6 +232,11 @@ class H2Call(Call):
         self.response_ended = False
         self.grpc_status: int | None = None
         self.response_bytes = 0
+        self.request_bytes = 0
+        #: when the request stream ended, the response began and ended (monotonic; 0: not)
+        self.req_end_at = 0.0
+        self.rsp_start_at = 0.0
+        self.rsp_end_at = 0.0
         #: the attempt's connect task, while waiting for a connection
         self.task: asyncio.Task[None] | None = None
         #: when the client last took response bytes (or the first were queued for it)
@@ -652,6 +657,43 @@ _SETTINGS = frozenset(f.name for f in H2Settings.config_fields().values())
 # -- servers ---------------------------------------------------------------------------------
 
 
+class StreamStats:
+    """Linkerd's h2 stream statistics of one server (its ``StreamStatsFilter``), recorded when
+    a stream has ended on both sides: ``request/stream/`` and ``response/stream/`` (each
+    ``stream_success``, ``stream_failures``, ``stream_duration_ms``, ``data_bytes``) and
+    ``stream/`` (``stream_success``, ``stream_failures``, ``total_latency_ms``)."""
+
+    def __init__(self, metrics: Any, scope: tuple[str, ...]) -> None:
+        def side(*sub: str) -> tuple[Any, Any, Any, Any]:
+            return (
+                metrics.counter(*scope, *sub, "stream_success"),
+                metrics.counter(*scope, *sub, "stream_failures"),
+                metrics.stat(*scope, *sub, "stream_duration_ms"),
+                metrics.stat(*scope, *sub, "data_bytes"),
+            )
+
+        self.request = side("request", "stream")
+        self.response = side("response", "stream")
+        self.success = metrics.counter(*scope, "stream", "stream_success")
+        self.failures = metrics.counter(*scope, "stream", "stream_failures")
+        self.total = metrics.stat(*scope, "stream", "total_latency_ms")
+
+    def record(self, call: H2Call, ok: bool, now: float) -> None:
+        ok_req = ok and call.req_end_at > 0
+        success, failures, duration, data = self.request
+        (success if ok_req else failures).incr()
+        duration.add(((call.req_end_at or now) - call.start) * 1000)
+        data.add(call.request_bytes)
+        if call.rsp_start_at:
+            ok_rsp = ok and call.rsp_end_at > 0
+            success, failures, duration, data = self.response
+            (success if ok_rsp else failures).incr()
+            duration.add(((call.rsp_end_at or now) - call.rsp_start_at) * 1000)
+            data.add(call.response_bytes)
+        (self.success if ok and call.rsp_end_at else self.failures).incr()
+        self.total.add((now - call.start) * 1000)
+
+
 class H2Server:
     """One listening socket of the router."""
 
@@ -714,6 +756,7 @@ class H2Server:
         self.not_h2 = metrics.counter(*scope, "h2", "alpn_not_h2")
         self.unidentified = metrics.counter(*scope, "unidentified")
         self.resets = metrics.counter(*scope, "stream", "reset_by_client")
+        self.streams = StreamStats(metrics, scope)
         self.stalled_streams = metrics.counter(*scope, "h2", "stalled_streams")
         self.stalled_connections = metrics.counter(*scope, "h2", "stalled_connections")
         metrics.gauge(*scope, "connections", fn=lambda: len(self.connections))
@@ -837,6 +880,8 @@ class H2Router(RequestStack):
         call = H2Call(time.monotonic(), conn, sid, headers)
         conn.calls[sid] = call
         call.req_ended = end
+        if end:
+            call.req_end_at = call.start
         server.in_flight += 1
         clear = server.clear_context
         keyed: dict[bytes, bytes] = {}
@@ -916,8 +961,10 @@ class H2Router(RequestStack):
 
     def on_request_data(self, call: H2Call, data: bytes, end: bool) -> None:
         n = len(data)
+        call.request_bytes += n
         if end:
             call.req_ended = True
+            call.req_end_at = time.monotonic()
         body = call.body
         if body is not None:
             limit = call.extras.request_buffer if call.extras is not None else DEFAULT_RETRY_BUFFER  # type: ignore[attr-defined]
@@ -946,6 +993,7 @@ class H2Router(RequestStack):
 
     def on_request_trailers(self, call: H2Call, headers: Headers) -> None:
         call.req_ended = True
+        call.req_end_at = time.monotonic()
         call.req_trailers = headers
         up = call.up
         if up is not None and call.usid:
@@ -973,6 +1021,8 @@ class H2Router(RequestStack):
         self._settle_response(call)
 
     def on_client_closed(self, call: H2Call, code: int) -> None:
+        """The client's stream is gone (both sides ended, or reset): its stream stats."""
+        call.conn.server.streams.record(call, code == 0, time.monotonic())
         if code:
             self.on_client_reset(call, code)
             return
@@ -1164,6 +1214,7 @@ class H2Router(RequestStack):
 
     def start_response(self, call: H2Call, headers: Headers, end: bool) -> None:
         call.response_started = True
+        call.rsp_start_at = time.monotonic()
         self.disarm(call)
         if not call.down_open:
             return
@@ -1179,6 +1230,7 @@ class H2Router(RequestStack):
 
     def end_response(self, call: H2Call, verdict: int | None) -> None:
         call.response_ended = True
+        call.rsp_end_at = time.monotonic()
         if call.finished:
             return
         if verdict is None:
