@@ -137,3 +137,52 @@ def test_the_server_advertises_its_settings(h2_proxy, scripted):
     assert settings[0x4] == 1048576  # INITIAL_WINDOW_SIZE
     assert settings[0x5] == 32768  # MAX_FRAME_SIZE
     assert settings[0x6] == 16384  # MAX_HEADER_LIST_SIZE
+
+
+def _request(raw: RawClient, method: bytes, body: bytes | None) -> tuple[int, bytes]:
+    headers = [(b":method", method), *GET[1:]]
+    sid = raw.request(headers, body)
+    events = raw.read(ended(sid))
+    status = next(
+        int(dict(e.headers)[b":status"])
+        for e in events
+        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid
+    )
+    data = b"".join(
+        e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == sid
+    )
+    return status, data
+
+
+RETRIES = {"budget": {"minRetriesPerSec": 10, "percentCanRetry": 1.0}}
+
+
+def test_retryable_read_5xx_retries_a_get(h2_proxy, scripted):
+    backend = scripted("web", "flaky", fail_first=1)
+    proxy = h2_proxy(
+        f"/svc => /$/inet/127.0.0.1/{backend.port}",
+        service={"responseClassifier": {"kind": "io.l5d.h2.retryableRead5XX"}, "retries": RETRIES},
+    )
+    raw = RawClient(proxy.port)
+    assert _request(raw, b"GET", None) == (200, b"web\n")  # (503, then retried)
+    raw.close()
+    assert len(backend.bodies) == 2
+    assert metrics(proxy)["rt/h2/service/svc/web/retries/total"] == 1
+
+
+def test_a_kept_body_is_sent_again_and_a_long_one_is_not_retried(h2_proxy, scripted):
+    """retryableAll5XX: a 1 KB POST body is kept and sent again in full on the retry; a
+    20 KB one is longer than retryBufferSize.requestBytes (16383): streamed, never retried."""
+    backend = scripted("web", "flaky", fail_first=2)
+    proxy = h2_proxy(
+        f"/svc => /$/inet/127.0.0.1/{backend.port}",
+        service={"responseClassifier": {"kind": "io.l5d.h2.retryableAll5XX"}, "retries": RETRIES},
+    )
+    raw = RawClient(proxy.port)
+    long_body = b"L" * 20_000
+    assert _request(raw, b"POST", long_body) == (503, b"busy\n")  # the 1st failure: answered
+    small = bytes(range(256)) * 4
+    assert _request(raw, b"POST", small) == (200, b"web\n")  # the 2nd fails, is retried
+    raw.close()
+    assert backend.bodies == [long_body, small, small]
+    assert metrics(proxy)["rt/h2/service/svc/web/retries/total"] == 1

@@ -22,12 +22,22 @@ class ScriptedBackend:
     """``mode``: ``ok`` (200 ``<name>`` and END_STREAM), ``reset`` (200 and 5 bytes, then
     RST_STREAM ``code`` 0.2 s later), ``refuse`` (RST_STREAM REFUSED_STREAM at once),
     ``goaway`` (answers the first stream of a connection, then sends GOAWAY with that stream
-    as the last processed, ignores the rest and closes the connection a second later)."""
+    as the last processed, ignores the rest and closes the connection a second later),
+    ``flaky`` (503 to the first ``fail_first`` requests, then 200 ``<name>``; answers once
+    the request's body has ended, and keeps each body in ``bodies``)."""
 
-    def __init__(self, name: str, mode: str = "ok", code: int = ErrorCode.INTERNAL_ERROR) -> None:
+    def __init__(
+        self,
+        name: str,
+        mode: str = "ok",
+        code: int = ErrorCode.INTERNAL_ERROR,
+        fail_first: int = 1,
+    ) -> None:
         self.name = name.encode()
         self.mode = mode
         self.code = code
+        self.fail_first = fail_first
+        self.bodies: list[bytes] = []
         self.port = free_port()
         self.requests: list[dict[bytes, bytes]] = []
         self.resets_received: list[int] = []
@@ -62,6 +72,7 @@ class _Conn(asyncio.Protocol):
         self.session = ServerSession()
         self.transport: Any = None
         self.gone = False
+        self.body: dict[int, bytearray] = {}
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -77,7 +88,11 @@ class _Conn(asyncio.Protocol):
             if isinstance(ev, RequestReceived):
                 b.requests.append(dict(ev.headers))
                 sid = ev.stream_id
-                if b.mode == "refuse":
+                if b.mode == "flaky":
+                    self.body[sid] = bytearray()
+                    if ev.end_stream:
+                        self._answer_flaky(sid)
+                elif b.mode == "refuse":
                     self.session.reset_stream(sid, ErrorCode.REFUSED_STREAM)
                 elif b.mode == "reset":
                     self.session.submit_response(sid, [(b":status", b"200")])
@@ -97,11 +112,23 @@ class _Conn(asyncio.Protocol):
                         return
             elif isinstance(ev, DataReceived):
                 self.session.consume(ev.stream_id, len(ev.data))
+                if ev.stream_id in self.body:
+                    self.body[ev.stream_id] += ev.data
+                    if ev.end_stream:
+                        self._answer_flaky(ev.stream_id)
             elif isinstance(ev, StreamReset):
                 b.resets_received.append(ev.error_code)
         out = self.session.data_to_send()
         if out:
             self.transport.write(out)
+
+    def _answer_flaky(self, sid: int) -> None:
+        b = self.backend
+        b.bodies.append(bytes(self.body.pop(sid)))
+        failing = len(b.bodies) <= b.fail_first
+        status = b"503" if failing else b"200"
+        self.session.submit_response(sid, [(b":status", status)])
+        self.session.send_data(sid, b"busy\n" if failing else b.name + b"\n", end_stream=True)
 
     def _reset(self, sid: int) -> None:
         self.session.reset_stream(sid, self.backend.code)

@@ -41,7 +41,10 @@ class RawClient:
         sid: int = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, headers, end_stream=body is None)
         if body is not None:
-            self.conn.send_data(sid, body, end_stream=True)
+            size = self.conn.max_outbound_frame_size
+            chunks = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+            for i, chunk in enumerate(chunks):
+                self.conn.send_data(sid, chunk, end_stream=i == len(chunks) - 1)
         self.flush()
         return sid
 
