@@ -319,3 +319,24 @@ def test_tls_to_the_endpoint_with_alpn_h2(h2_proxy, tmp_path):
         assert backend.calls["Unary"] == 1
     finally:
         backend.stop()
+
+
+def test_response_idle_timeout_bounds_the_wait_for_response_headers(h2_proxy, grpc_backend):
+    """client.responseIdleTimeoutMs, when set: no response headers by then is answered
+    DEADLINE_EXCEEDED and the endpoint's stream cancelled (unset, h2 streams may wait: core's
+    60 s default is not applied to them)."""
+    backend = grpc_backend("cat")
+    proxy = h2_proxy(
+        f"/svc/test.Echo => {inet(backend)}",
+        **GRPC_ROUTER,
+        client={"responseIdleTimeoutMs": 300},
+    )
+    started = time.monotonic()
+    with GrpcClient(proxy.port) as client, pytest.raises(grpc.RpcError) as err:
+        client.unary("Slow", b"20", timeout=30)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "responseIdleTimeoutMs" in err.value.details()
+    assert time.monotonic() - started < 15
+    assert wait_until(lambda: backend.cancelled["Slow"] == 1, timeout=10)
+    with GrpcClient(proxy.port) as client:  # a quick answer is not affected
+        assert client.unary("Unary", b"x", timeout=10) == b"cat:x"

@@ -205,6 +205,17 @@ class H2ClientConfig(ClientParams, H2ClientParams):
         """The HTTP/2 options that apply to the client of ``bound_id`` (later entries win)."""
         return _h2_values(self, H2ClientParams, bound_id)
 
+    def response_timeout_ms(self, bound_id: Path) -> int | None:
+        """``responseIdleTimeoutMs`` as written for the client of ``bound_id`` (None: not
+        set; core's 60 s default is not applied to h2 streams, which may be long-lived)."""
+        if self.client_kind == "io.l5d.global":
+            return self.response_idle_timeout_ms
+        found = None
+        for entry in self.configs or []:
+            if entry.prefix.extract(bound_id) is not None and entry.response_idle_timeout_ms:
+                found = entry.response_idle_timeout_ms
+        return found
+
 
 class RetryBufferSizeConfig(ConfigObject):
     """How much of a stream is kept so that it can be sent again (Linkerd's

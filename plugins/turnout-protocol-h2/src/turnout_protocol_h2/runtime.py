@@ -229,6 +229,8 @@ class H2Call(Call):
         #: response headers held while the classification is awaited (gRPC retries)
         self.held: Headers | None = None
         self.held_timer: asyncio.TimerHandle | None = None
+        #: responseIdleTimeoutMs of the attempt: no response headers by then
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.response_ended = False
         self.grpc_status: int | None = None
         self.response_bytes = 0
@@ -545,6 +547,9 @@ class Pool:
         params = config.h2_params(client.id) if config is not None else {}
         settings = H2Settings(**{k: v for k, v in params.items() if k in _SETTINGS})
         self.max_streams: int | None = params.get("max_concurrent_streams_per_connection")
+        idle_ms = config.response_timeout_ms(client.id) if config is not None else None
+        #: responseIdleTimeoutMs when set: the longest wait for the response headers
+        self.response_timeout: float | None = idle_ms / 1000 if idle_ms else None
         self.options = _options(settings, None, router.max_pending)
         self.conns: list[Upstream] = []
         self.connecting: asyncio.Future[Upstream] | None = None
@@ -1116,6 +1121,11 @@ class H2Router(RequestStack):
         call.src = conn
         call.src_sid = usid
         call.written = True
+        timeout = conn.pool.response_timeout
+        if timeout is not None:
+            call.idle_timer = asyncio.get_running_loop().call_later(
+                timeout, self._response_timeout, call, conn, usid
+            )
         conn.streams[usid] = call
         conn.last_active = time.monotonic()
         session = conn.session
@@ -1148,6 +1158,25 @@ class H2Router(RequestStack):
         if call.held_timer is not None:
             call.held_timer.cancel()
             call.held_timer = None
+        if call.idle_timer is not None:
+            call.idle_timer.cancel()
+            call.idle_timer = None
+
+    def _response_timeout(self, call: H2Call, conn: Upstream, usid: int) -> None:
+        """responseIdleTimeoutMs passed with no response headers from the endpoint."""
+        call.idle_timer = None
+        if call.finished or call.response_started or call.up is not conn or call.usid != usid:
+            return
+        pool = conn.pool
+        self.cancel_attempt(call)
+        call.failure = "response_timeout"
+        seconds = pool.response_timeout or 0
+        self.fail(
+            call,
+            504,
+            f"no response from {pool.address} within responseIdleTimeoutMs ({seconds * 1000:g} ms)",
+        )
+        self.flush_dirty()
 
     def _cancel_upstream(self, call: H2Call, code: int) -> None:
         up = call.up
@@ -1214,6 +1243,9 @@ class H2Router(RequestStack):
 
     def start_response(self, call: H2Call, headers: Headers, end: bool) -> None:
         call.response_started = True
+        if call.idle_timer is not None:
+            call.idle_timer.cancel()
+            call.idle_timer = None
         call.rsp_start_at = time.monotonic()
         self.disarm(call)
         if not call.down_open:
