@@ -62,6 +62,7 @@ class ReloadStatus:
     path: str
     hash: str
     generation: int = 0
+    #: when the last attempt ended (applied or refused)
     last_attempt: float | None = None
     last_success: float | None = None
     ok: bool | None = None
@@ -182,7 +183,6 @@ class Reloader:
     async def reload(self) -> ReloadStatus:
         """Read, validate and apply the config file; the status says how it went."""
         async with self.lock:
-            self.status.last_attempt = time.time()
             try:
                 if not self.reloadable():
                     raise ReloadRefused(
@@ -214,6 +214,9 @@ class Reloader:
                     self.path,
                     self.status.generation,
                 )
+            # (set when the attempt is over: a watcher that sees lastAttempt change reads the
+            # outcome of that attempt, never a status still being worked out)
+            self.status.last_attempt = time.time()
             return self.status
 
     def _failed(self, errors: list[str]) -> None:

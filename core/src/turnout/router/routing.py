@@ -715,6 +715,35 @@ class Router:
     def client_state(self) -> dict[str, Any]:
         return {str(cid): c.state() for cid, c in self.clients.items()}
 
+    def adopt(
+        self,
+        old: Router,
+        *,
+        clients: bool,
+        services: bool,
+        keep_client: Callable[[Path], bool] | None = None,
+        on_endpoint: Callable[[Endpoint], None] | None = None,
+    ) -> None:
+        """A reload (a protocol's ``start_from``): take over ``old``'s routing state that the
+        new config did not change. With ``clients`` (an equal ``client`` section), ``old``'s
+        clients that ``keep_client`` accepts move here with their balancer state, ejections
+        and endpoints (their pools made by this router from now on; ``on_endpoint`` re-points
+        each existing endpoint's pool at the new protocol runtime). With ``services`` (an equal
+        ``service`` section), the per-name stats and retry budgets move too."""
+        if clients:
+            for client_id, client in list(old.clients.items()):
+                if keep_client is not None and not keep_client(client_id):
+                    continue
+                client.new_pool = self.new_pool
+                if on_endpoint is not None:
+                    for endpoint in client.endpoints:
+                        on_endpoint(endpoint)
+                self.clients[client_id] = client
+                del old.clients[client_id]
+        if services:
+            self._services.update(old._services)
+            self._budgets.update(old._budgets)
+
     def close(self) -> None:
         for route in self.routes.values():
             route.close()

@@ -299,6 +299,18 @@ class Conn(asyncio.Protocol):
             self.closed = True
             transport.close()
 
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            events = self.session.feed(data)
+        except CodecError:
+            log.exception("h2 router %s: codec failed reading", self.router.label)
+            self.abort()
+            return
+        self.handle(events)
+        self.router.touch(self)
+        self.router.flush_dirty()
+
     def settle(self) -> None:
         """Return credit to the sources of the bytes this connection has written out."""
         raise NotImplementedError
@@ -346,18 +358,6 @@ class Downstream(Conn):
         server.connections.add(self)
         if server.draining:
             self.session.start_shutdown()
-        self.router.touch(self)
-        self.router.flush_dirty()
-
-    def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        try:
-            events = self.session.feed(data)
-        except CodecError:
-            log.exception("h2 router %s: codec failed reading", self.router.label)
-            self.abort()
-            return
-        self.handle(events)
         self.router.touch(self)
         self.router.flush_dirty()
 
@@ -458,18 +458,6 @@ class Upstream(Conn):
         peer = self.session.remote_max_concurrent_streams()
         mine = self.pool.max_streams
         return min(peer, mine) if mine is not None else peer
-
-    def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        try:
-            events = self.session.feed(data)
-        except CodecError:
-            log.exception("h2 router %s: codec failed reading", self.router.label)
-            self.abort()
-            return
-        self.handle(events)
-        self.router.touch(self)
-        self.router.flush_dirty()
 
     def handle(self, events: list[Any]) -> None:
         router = self.router
@@ -1575,22 +1563,21 @@ class H2Router(RequestStack):
                 servers.append(server)
         old.h2_servers = [s for s in old.h2_servers if s not in moved]
         self.h2_servers = servers
-        if self.config.client == old.config.client:
-            for client_id, client in list(old.core.clients.items()):
-                if keep_client is not None and not keep_client(client_id):
-                    continue
-                client.new_pool = self._new_pool
-                for endpoint in client.endpoints:
-                    pool: Pool = endpoint.pool
-                    pool.router = self
-                    self.pools.add(pool)
-                    for conn in pool.conns:
-                        conn.router = self
-                self.core.clients[client_id] = client
-                del old.core.clients[client_id]
-        if self.config.service == old.config.service:
-            self.core._services.update(old.core._services)
-            self.core._budgets.update(old.core._budgets)
+
+        def repoint(endpoint: Endpoint) -> None:
+            pool: Pool = endpoint.pool
+            pool.router = self
+            self.pools.add(pool)
+            for conn in pool.conns:
+                conn.router = self
+
+        self.core.adopt(
+            old.core,
+            clients=self.config.client == old.config.client,
+            services=self.config.service == old.config.service,
+            keep_client=keep_client,
+            on_endpoint=repoint,
+        )
         self._open_access_log()
         for server in servers:
             if server.server is None:

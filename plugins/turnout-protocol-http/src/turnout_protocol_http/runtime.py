@@ -174,18 +174,13 @@ class HttpRouter(HttpAnswers):
                 runtimes.append(server)
         old.server_runtimes = [s for s in old.server_runtimes if s not in moved]
         self.server_runtimes = runtimes
-        if self.config.client == old.config.client:
-            for client_id, client in list(old.core.clients.items()):
-                if keep_client is not None and not keep_client(client_id):
-                    continue
-                client.new_pool = self._new_pool
-                for endpoint in client.endpoints:
-                    endpoint.pool.router = self
-                self.core.clients[client_id] = client
-                del old.core.clients[client_id]
-        if self.config.service == old.config.service:
-            self.core._services.update(old.core._services)
-            self.core._budgets.update(old.core._budgets)
+        self.core.adopt(
+            old.core,
+            clients=self.config.client == old.config.client,
+            services=self.config.service == old.config.service,
+            keep_client=keep_client,
+            on_endpoint=self._repoint,
+        )
         for server in runtimes:
             if server.server is None:
                 await server.start()
@@ -195,6 +190,10 @@ class HttpRouter(HttpAnswers):
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         old.successor = self
         old.stop_accepting()  # (the servers it still has: their addresses are gone)
+
+    def _repoint(self, endpoint: Endpoint) -> None:
+        """A client moved here on a reload: its endpoint's pool now serves this runtime."""
+        endpoint.pool.router = self
 
     async def retire_drain(self) -> None:
         """After :meth:`start_from` moved this runtime's work away: wait until its remaining
