@@ -64,6 +64,7 @@ def ready(proc: Any) -> bool:
 def get(port: int, *, close: bool = True, timeout: float = 15.0) -> int:
     """One GET / with ``Host: web`` on a new connection: the status (0 when it failed)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    response = None
     try:
         conn.request("GET", "/", headers={"Host": "web", "Connection": "close" if close else ""})
         response = conn.getresponse()
@@ -72,6 +73,10 @@ def get(port: int, *, close: bool = True, timeout: float = 15.0) -> int:
     except (OSError, http.client.HTTPException):
         return 0
     finally:
+        # (a response cut by a killed worker still holds the socket through its file: close
+        # it too, or the socket is only closed by the garbage collector, with a warning)
+        if response is not None:
+            response.close()
         conn.close()
 
 
