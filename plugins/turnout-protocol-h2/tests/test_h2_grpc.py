@@ -340,3 +340,42 @@ def test_response_idle_timeout_bounds_the_wait_for_response_headers(h2_proxy, gr
     assert wait_until(lambda: backend.cancelled["Slow"] == 1, timeout=10)
     with GrpcClient(proxy.port) as client:  # a quick answer is not affected
         assert client.unary("Unary", b"x", timeout=10) == b"cat:x"
+
+
+def test_traces_spans_and_propagates_the_context(h2_proxy, grpc_backend):
+    """The stack's spans for h2 (io.l5d.tracelog): a SERVER and a CLIENT span per call, named
+    by the method, tagged with the path and the gRPC status; the caller's B3 context is
+    continued and the client span's context goes to the backend (B3, l5d-ctx-trace,
+    traceparent, l5d-reqid)."""
+    backend = grpc_backend("cat")
+    tracelog = [{"kind": "io.l5d.tracelog", "sampleRate": 1.0, "level": "INFO"}]
+    proxy = h2_proxy(f"/svc/test.Echo => {inet(backend)}", **GRPC_ROUTER, telemetry=tracelog)
+    trace_id = "463ac35c9f6413ad48485a3953bb6124"
+    caller = [
+        ("x-b3-traceid", trace_id),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ]
+    with GrpcClient(proxy.port) as client:
+        text = client.unary("Meta", b"", timeout=10, metadata=caller).decode()
+    meta = dict(line.split("=", 1) for line in text.splitlines())
+    assert meta["x-b3-traceid"] == trace_id
+    assert meta["x-b3-parentspanid"] == "a2fb4a1d1a96d312"
+    assert meta["l5d-reqid"] == trace_id
+    assert "l5d-ctx-trace" in meta and meta["traceparent"].startswith(f"00-{trace_id}-")
+
+    def spans() -> list[dict[str, Any]]:
+        marker = "turnout.tracelog: "
+        lines = [line for line in proxy.log().splitlines() if marker in line]
+        return [json.loads(line.split(marker, 1)[1]) for line in lines]
+
+    assert wait_until(lambda: len(spans()) >= 2, timeout=10), proxy.log()
+    server = next(s for s in spans() if s["kind"] == "SERVER")
+    client_span = next(s for s in spans() if s["kind"] == "CLIENT")
+    assert server["traceId"] == client_span["traceId"] == trace_id
+    assert server["id"] == "a2fb4a1d1a96d312"  # (the caller's span, shared as Zipkin does)
+    assert client_span["id"] == meta["x-b3-spanid"]
+    assert server["name"] == "POST"
+    assert server["tags"]["http.path"] == "/test.Echo/Meta"
+    assert server["tags"]["grpc.status_code"] == "0"
+    assert server["tags"]["l5d.service"] == "/svc/test.Echo"
