@@ -397,3 +397,29 @@ def test_the_supervisor_admin_serves_admin_tls(
     with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP on the port
         urllib.request.urlopen(f"http://127.0.0.1:{admin}/admin/ping", timeout=5).read()
     assert proc.stop() == 0, proc.log()
+
+
+def test_watch_config_reloads_every_worker(
+    turnout_process, recording_backend, disco_dir, worker_pids
+):
+    a, b = recording_backend(name="A"), recording_backend(name="B")
+    disco_dir.write("a", a)
+    disco_dir.write("b", b)
+    port, admin = free_port(), free_port()
+    text = config(disco_dir, port, admin).replace(
+        "/svc => /#/io.l5d.fs", "/svc/web => /#/io.l5d.fs/a"
+    )
+    proc = turnout_process(text, args=["--watch-config", "0.2"])
+    assert wait_until(lambda: ready(proc), timeout=30), proc.log()
+    workers(proc, worker_pids)
+    assert get(port) == 200 and len(a.requests) == 1
+    proc.config_path.write_text(text.replace("/#/io.l5d.fs/a", "/#/io.l5d.fs/b"))
+    assert wait_until(
+        lambda: all(
+            w["generation"] == 1 for w in admin_json(proc, "/admin/config/status")["workers"]
+        ),
+        timeout=30,
+    ), admin_json(proc, "/admin/config/status")
+    assert [get(port) for _ in range(10)] == [200] * 10
+    assert len(b.requests) == 10 and len(a.requests) == 1
+    assert proc.stop() == 0, proc.log()

@@ -177,9 +177,10 @@ class Supervisor:
         if self.watch_interval is not None:
             watchers.append(asyncio.ensure_future(self._watch_config(self.watch_interval)))
         log.info(
-            "supervisor (pid %d) started %d workers; admin server on http://%s:%s/",
+            "supervisor (pid %d) started %d workers; admin server on %s://%s:%s/",
             os.getpid(),
             len(self.slots),
+            "https" if self.config.admin.tls is not None else "http",
             self.config.admin.ip,
             self.admin.port,
         )
