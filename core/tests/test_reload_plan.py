@@ -111,7 +111,6 @@ def test_added_and_removed_routers() -> None:
     ("change", "message"),
     [
         ({"admin": {"ip": "127.0.0.1", "port": 0, "shutdownGraceMs": 1}}, "'admin' changed"),
-        ({"telemetry": [{"kind": "io.l5d.recentRequests", "sampleRate": 1.0}]}, "'telemetry'"),
     ],
 )
 def test_refused_changes(change: dict[str, Any], message: str) -> None:

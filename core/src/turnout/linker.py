@@ -166,7 +166,7 @@ class Linker:
         _ = self.reloader  # (its metrics exist from the start)
         self.spawn(self.process_stats.run())
         for telemeter in self.telemeters:
-            self.spawn(self._run_telemeter(telemeter))
+            self.start_telemeter(telemeter)
         if self.config.admin.port or self.config.admin.port == 0:
             from .admin import AdminServer
 
@@ -261,18 +261,7 @@ class Linker:
                     log.exception("closing announcer %r failed", announcer)
         await _await_all(self.plugins.hook.turnout_shutdown(linker=self))
         for telemeter in self.telemeters:
-            # its background work ends first, so that close() is the last word: a run()
-            # still going could reopen the socket or session that close() released
-            running = self._telemeter_runs.pop(id(telemeter), None)
-            if running is not None:
-                scope, done = running
-                scope.cancel()
-                with anyio.move_on_after(2):
-                    await done.wait()
-            try:
-                await telemeter.close()
-            except Exception:
-                log.exception("closing telemeter %r failed", telemeter)
+            await self.stop_telemeter(telemeter)
         for _, namer in self.namers:
             await namer.close()
         for interpreter in self.interpreters.values():
@@ -334,6 +323,25 @@ class Linker:
             async with anyio.create_task_group() as group:
                 for active in pending:
                     group.start_soon(one, active)
+
+    def start_telemeter(self, telemeter: Telemeter) -> None:
+        """Run ``telemeter``'s background work (``run()``) in the linker's task group (a
+        reload adding a telemeter calls it; at start, :meth:`serve` does)."""
+        self.spawn(self._run_telemeter(telemeter))
+
+    async def stop_telemeter(self, telemeter: Telemeter) -> None:
+        """End ``telemeter``: its background work first, so that ``close()`` is the last word
+        (a ``run()`` still going could reopen the socket or session ``close()`` released)."""
+        running = self._telemeter_runs.pop(id(telemeter), None)
+        if running is not None:
+            scope, done = running
+            scope.cancel()
+            with anyio.move_on_after(2):
+                await done.wait()
+        try:
+            await telemeter.close()
+        except Exception:
+            log.exception("closing telemeter %r failed", telemeter)
 
     async def _run_telemeter(self, telemeter: Telemeter) -> None:
         done = anyio.Event()

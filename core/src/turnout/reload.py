@@ -18,9 +18,14 @@ A valid file is applied to the one running :class:`~turnout.linker.Linker`:
   connections, servers whose address is gone stop accepting and drain;
 - added routers start; removed routers stop accepting, drain and close.
 
-Refused (reported as an error, nothing changed): a change of ``admin`` or ``telemetry``, a
-changed router whose protocol cannot take over a running router, and a changed router with
-announcers.
+- telemeters whose configuration is equal are kept; changed and added ones are built and
+  started, removed ones stopped; new tracers trace new requests (when tracing starts or stops
+  altogether, every router is taken over by a new runtime, since routers read it when built).
+
+Refused (reported as an error, nothing changed): a change of ``admin``; adding, changing or
+removing a telemeter that serves admin endpoints (the admin server's routes are fixed once it
+started); a changed router whose protocol cannot take over a running router, and a changed
+router with announcers.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from .context import BuildContext, RouterRuntime
 from .errors import ConfigError, TurnoutError
 from .naming import NameInterpreter, Namer, Path
 from .naming.transformer import TransformingInterpreter, TransformingNamer
+from .telemetry import Telemeter
+from .tracing import Tracing
 from .workers import as_worker_config, worker_admin_port
 
 if TYPE_CHECKING:
@@ -98,6 +105,10 @@ class Plan:
     removed: list[str]
     #: changed routers whose interpreter (config, and namers) did not change: it is reused
     same_interpreter: list[str] = field(default_factory=list)
+    #: the new telemeters, in order: the index of the running one kept for it, or None (new)
+    telemetry: list[int | None] = field(default_factory=list)
+    #: the indexes of the running telemeters that go
+    telemetry_removed: list[int] = field(default_factory=list)
 
 
 def plan(old: LinkerConfig, new: LinkerConfig, old_namers: list[Namer]) -> Plan:
@@ -109,8 +120,6 @@ def plan(old: LinkerConfig, new: LinkerConfig, old_namers: list[Namer]) -> Plan:
     """
     if new.admin != old.admin:
         raise ReloadRefused("'admin' changed: the admin server cannot change without a restart")
-    if new.telemetry != old.telemetry:
-        raise ReloadRefused("'telemetry' changed: telemeters cannot change without a restart")
     free = list(zip(old.namers, old_namers, strict=True))
     namers: list[tuple[Path, Namer, bool]] = []
     for namer_config in new.namers:
@@ -146,7 +155,14 @@ def plan(old: LinkerConfig, new: LinkerConfig, old_namers: list[Namer]) -> Plan:
         for label in changed
         if namers_same and old_routers[label].interpreter == new_routers[label].interpreter
     ]
-    return Plan(new, namers, kept, changed, added, removed, same_interpreter)
+    unmatched = list(range(len(old.telemetry)))
+    telemetry: list[int | None] = []
+    for telemeter_config in new.telemetry:
+        match = next((i for i in unmatched if old.telemetry[i] == telemeter_config), None)
+        if match is not None:
+            unmatched.remove(match)
+        telemetry.append(match)
+    return Plan(new, namers, kept, changed, added, removed, same_interpreter, telemetry, unmatched)
 
 
 class Reloader:
@@ -257,6 +273,29 @@ class Reloader:
 
         new_interpreters: dict[str, NameInterpreter] = {}
         new_runtimes: dict[str, RouterRuntime] = {}
+        # telemeters: built first, since routers built below read the tracing they make
+        telemeters, added_telemeters = await self._build_telemeters(p, new_config, ctx)
+        old_tracing = linker.tracing
+        tracers = [t for t in (tm.tracer() for tm in telemeters) if t is not None]
+        if (old_tracing is None) != (not tracers):
+            # tracing starts or stops altogether: routers read linker.tracing when built, so
+            # every router is taken over by a new runtime (kept ones included)
+            for label in list(p.kept):
+                if not hasattr(by_label[label], "start_from"):
+                    for tm in added_telemeters:
+                        await _quietly(tm.close())
+                    raise ReloadRefused(
+                        f"tracing starts or stops, and router '{label}' "
+                        f"({old_config_router(old_config, label).kind}) cannot be taken over "
+                        "by a new runtime; restart to apply it"
+                    )
+                p.kept.remove(label)
+                p.changed.append(label)
+                if old_config_router(old_config, label).interpreter == next(
+                    r.interpreter for r in new_config.routers if r.effective_label == label
+                ):
+                    p.same_interpreter.append(label)
+            linker.tracing = Tracing(tracers) if tracers else None
         try:
             for namer_config, (prefix, namer, is_reused) in zip(
                 new_config.namers, p.namers, strict=True
@@ -295,6 +334,9 @@ class Reloader:
                 if problem is not None:
                     raise ReloadRefused(problem)
         except BaseException:
+            linker.tracing = old_tracing
+            for tm in added_telemeters:
+                await _quietly(tm.close())
             for runtime in new_runtimes.values():
                 await _quietly(runtime.close())
             for interpreter in new_interpreters.values():
@@ -345,6 +387,15 @@ class Reloader:
             routers.append(runtime)
         linker.routers[:] = routers
         linker.namers[:] = namers
+        if old_tracing is not None and linker.tracing is old_tracing:  # (some → some)
+            old_tracing.tracers = tracers
+            old_tracing.exporting = any(t.exports for t in tracers)
+        removed_telemeters = [linker.telemeters[i] for i in p.telemetry_removed]
+        linker.telemeters[:] = telemeters
+        for tm in added_telemeters:
+            linker.start_telemeter(tm)
+        for tm in removed_telemeters:
+            await linker.stop_telemeter(tm)
         for label in p.removed:
             linker.interpreters.pop(label, None)
             linker.announcers.pop(label, None)
@@ -358,6 +409,41 @@ class Reloader:
         task = asyncio.get_running_loop().create_task(self._retire(retire, closing_namers, grace))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+    async def _build_telemeters(
+        self, p: Plan, config: LinkerConfig, ctx: Callable[[], BuildContext]
+    ) -> tuple[list[Telemeter], list[Telemeter]]:
+        """The telemeters of the new config (running ones kept where their config is equal)
+        and the ones built for it. Refused (nothing changed) when a telemeter that serves
+        admin endpoints would come or go: the admin server's routes are fixed once started."""
+        running = self.linker.telemeters
+        telemeters: list[Telemeter] = []
+        added: list[Telemeter] = []
+        try:
+            for telemeter_config, kept in zip(config.telemetry, p.telemetry, strict=True):
+                if kept is not None:
+                    telemeters.append(running[kept])
+                    continue
+                telemeter = telemeter_config.new_telemeter(ctx())
+                added.append(telemeter)
+                telemeters.append(telemeter)
+                if telemeter.admin_routes():
+                    raise ReloadRefused(
+                        f"telemeter {telemeter_config.kind} serves admin endpoints: adding or "
+                        "changing it needs a restart (the admin server's routes are fixed "
+                        "once it started)"
+                    )
+            for i in p.telemetry_removed:
+                if running[i].admin_routes():
+                    raise ReloadRefused(
+                        f"telemeter {self.linker.config.telemetry[i].kind} serves admin "
+                        "endpoints: removing or changing it needs a restart"
+                    )
+        except BaseException:
+            for telemeter in added:
+                await _quietly(telemeter.close())
+            raise
+        return telemeters, added
 
     async def _retire(
         self,

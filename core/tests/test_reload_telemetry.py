@@ -1,0 +1,126 @@
+"""Reloading telemetry: telemeters without admin endpoints come and go with a reload; tracers
+trace new requests (when tracing starts or stops altogether, every router is taken over by a
+new runtime); a telemeter that serves admin endpoints cannot be added or removed live."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from turnout.config.loader import load_file
+from turnout.linker import Linker
+from turnout.plugin_manager import load_plugins
+from turnout.testing import RecordingBackend, free_port
+
+PLUGINS = load_plugins()
+
+
+async def request(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return data
+
+
+class Spans(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def spans() -> Any:
+    handler = Spans()
+    logger = logging.getLogger("turnout.tracelog")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old)
+
+
+def test_telemetry_comes_and_goes_with_a_reload(tmp_path: Path, spans: Spans) -> None:
+    backend = RecordingBackend(name="A").start()
+    try:
+        disco = tmp_path / "disco"
+        disco.mkdir()
+        (disco / "web").write_text(f"127.0.0.1 {backend.port}\n")
+        port = free_port()
+        data: dict[str, Any] = {
+            "admin": {"ip": "127.0.0.1", "port": free_port()},
+            "namers": [{"kind": "io.l5d.fs", "rootDir": str(disco)}],
+            "routers": [
+                {
+                    "protocol": "http",
+                    "dtab": "/svc => /#/io.l5d.fs",
+                    "servers": [{"ip": "127.0.0.1", "port": port}],
+                }
+            ],
+        }
+        path = tmp_path / "turnout.yaml"
+        path.write_text(yaml.safe_dump(data))
+        linker = Linker.build(load_file(str(path), registry=PLUGINS.registry), PLUGINS)
+        asyncio.run(scenario(linker, path, data, port, spans))
+    finally:
+        backend.stop()
+
+
+async def scenario(
+    linker: Linker, path: Path, data: dict[str, Any], port: int, spans: Spans
+) -> None:
+    async def reload(telemetry: list[dict[str, Any]]) -> Any:
+        data["telemetry"] = telemetry
+        path.write_text(yaml.safe_dump(data))
+        return await asyncio.wait_for(linker.reloader.reload(), 10)
+
+    ready = asyncio.Event()
+    task = asyncio.create_task(linker.serve(install_signals=False, on_ready=lambda _: ready.set()))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        first = linker.routers[0]
+        assert linker.tracing is None
+        assert b" 200 " in await request(port)
+        assert spans.lines == []
+        # tracing starts: the tracelog telemeter is built and the router taken over
+        status = await reload([{"kind": "io.l5d.tracelog", "sampleRate": 1.0}])
+        assert status.ok, status.errors
+        second = linker.routers[0]
+        assert second is not first and linker.tracing is not None
+        assert b" 200 " in await request(port)
+        assert len(spans.lines) == 2  # (a server and a client span)
+        tracelog = linker.telemeters[0]
+        # the tracer changes (sample rate 0): a new tracer in the same tracing, router kept
+        status = await reload([{"kind": "io.l5d.tracelog", "sampleRate": 0.0}])
+        assert status.ok, status.errors
+        assert linker.routers[0] is second and linker.telemeters[0] is not tracelog
+        assert b" 200 " in await request(port)
+        assert len(spans.lines) == 2
+        # a telemeter with admin endpoints cannot come live: refused, nothing changed
+        status = await reload(
+            [
+                {"kind": "io.l5d.tracelog", "sampleRate": 0.0},
+                {"kind": "io.l5d.recentRequests", "sampleRate": 1.0},
+            ]
+        )
+        assert not status.ok and "serves admin endpoints" in status.errors[0], status.errors
+        assert len(linker.telemeters) == 1 and linker.routers[0] is second
+        # tracing stops: the router is taken over again, nothing traces
+        status = await reload([])
+        assert status.ok, status.errors
+        assert linker.tracing is None and linker.telemeters == []
+        assert linker.routers[0] is not second
+        assert b" 200 " in await request(port)
+        assert len(spans.lines) == 2
+        await asyncio.wait_for(linker.reloader.wait_retired(), 10)
+    finally:
+        linker.request_shutdown(0)
+        await asyncio.wait_for(task, 10)
