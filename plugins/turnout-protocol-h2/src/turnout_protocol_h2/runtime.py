@@ -243,6 +243,9 @@ class H2Call(Call):
         self.task: asyncio.Task[None] | None = None
         #: when the client last took response bytes (or the first were queued for it)
         self.progress = 0.0
+        #: the endpoint wants no more of the request: reset the client's stream (NO_ERROR)
+        #: once the response is written
+        self.stop_request = False
 
     def header(self, name: bytes) -> bytes | None:
         found = None
@@ -403,6 +406,8 @@ class Downstream(Conn):
                 self.router.credit_upstream(call, n)
             if call.rsp_owed <= 0:
                 done.append(call)
+                if call.stop_request:
+                    self.router.stop_request(call)
         for call in done:
             self.owing.discard(call)
 
@@ -1318,6 +1323,13 @@ class H2Router(RequestStack):
                         call.sid, ErrorCode.INTERNAL_ERROR if lost else code
                     )
                 self.touch(call.conn)
+            elif call.response_ended and call.down_open and not call.req_ended:
+                # RFC 9113 §8.1: the endpoint answered in full and wants no more of the
+                # request (nginx does this): tell the client to stop sending, once the
+                # response is out (a RST_STREAM would drop DATA still queued)
+                call.stop_request = True
+                call.conn.owing.add(call)  # (settled after the next write: see settle)
+                self.touch(call.conn)
             if not call.finished:
                 call.failure = "connection_lost" if lost else "reset"
                 self.complete(call, False)
@@ -1339,6 +1351,15 @@ class H2Router(RequestStack):
             self.retry(call)
         else:
             self.requeue_or_fail(call, message, never_written=False)
+
+    def stop_request(self, call: H2Call) -> None:
+        """RST_STREAM NO_ERROR to the client: its response is complete and written, the
+        rest of its request is not wanted (RFC 9113 §8.1)."""
+        call.stop_request = False
+        if call.down_open and not call.req_ended:
+            with contextlib.suppress(CodecError):
+                call.conn.session.reset_stream(call.sid, ErrorCode.NO_ERROR)
+            self.touch(call.conn)
 
     def on_upstream_closed(self, call: H2Call, code: int) -> None:
         if code:
