@@ -379,3 +379,30 @@ def test_traces_spans_and_propagates_the_context(h2_proxy, grpc_backend):
     assert server["tags"]["http.path"] == "/test.Echo/Meta"
     assert server["tags"]["grpc.status_code"] == "0"
     assert server["tags"]["l5d.service"] == "/svc/test.Echo"
+
+
+def test_a_stream_failing_after_a_message_is_retried_from_its_held_start(h2_proxy, grpc_backend):
+    """io.l5d.h2.grpc.default with retries: the response's headers and first message are held
+    (within retryBufferSize.responseBytes, for classificationTimeoutMs); its trailers say
+    UNAVAILABLE, so the call is sent again and the caller sees only the second, whole stream.
+    Without retries, the held message and the status are relayed as they were."""
+    backend = grpc_backend("cat", fail_first=1)
+    service = {"responseClassifier": {"kind": "io.l5d.h2.grpc.default"}}
+    proxy = h2_proxy(
+        f"/svc/test.Echo => {inet(backend)}",
+        **GRPC_ROUTER,
+        service={**service, "retries": {"budget": {"minRetriesPerSec": 10}}},
+    )
+    with GrpcClient(proxy.port) as client:
+        got = list(client.method("unary_stream", "FlakyStream")(b"5", timeout=10))
+    assert got == [b"cat:%d" % i for i in range(5)]
+    assert backend.calls["FlakyStream"] == 2
+    assert metrics(proxy)["rt/h2/service/svc/test.Echo/retries/total"] == 1
+
+    other = grpc_backend("dog", fail_first=1)
+    plain = h2_proxy(f"/svc/test.Echo => {inet(other)}", **GRPC_ROUTER, service=service)
+    seen: list[bytes] = []
+    with GrpcClient(plain.port) as client, pytest.raises(grpc.RpcError) as err:
+        seen.extend(client.method("unary_stream", "FlakyStream")(b"5", timeout=10))
+    assert seen == [b"partial"] and err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert other.calls["FlakyStream"] == 1

@@ -229,7 +229,8 @@ class RetryBufferSizeConfig(ConfigObject):
     response_bytes: int = option(
         DEFAULT_RETRY_BUFFER,
         min=0,
-        doc="Response bytes held while a gRPC response's classification is awaited.",
+        doc="Response DATA held with the headers while a response's classification is "
+        "awaited (a gRPC status in the trailers); a longer response is streamed unclassified.",
     )
 
 
@@ -239,8 +240,9 @@ class H2ServiceParams(ConfigObject):
     classification_timeout_ms: int | None = option(
         None,
         min=0,
-        doc="How long a response that could be retried is held waiting for its classification "
-        "(the trailers of a gRPC call) before it is streamed unclassified (default 100).",
+        doc="How long a response that could be retried is held (its headers, and DATA within "
+        "retryBufferSize.responseBytes) waiting for its classification (the trailers of a gRPC "
+        "call) before it is streamed unclassified (default 100).",
     )
     retry_buffer_size: RetryBufferSizeConfig | None = option(
         None, doc="Bytes of a stream kept for a retry (default 16383 each way)."

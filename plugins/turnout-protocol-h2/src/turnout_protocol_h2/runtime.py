@@ -226,8 +226,12 @@ class H2Call(Call):
         self.req_owed = 0
         #: response bytes queued on the client stream, credit owed to the endpoint
         self.rsp_owed = 0
-        #: response headers held while the classification is awaited (gRPC retries)
+        #: response headers held while the classification is awaited (gRPC retries), and the
+        #: response DATA held with them (within retryBufferSize.responseBytes; its credit is
+        #: returned to the endpoint as it is held)
         self.held: Headers | None = None
+        self.held_data: list[bytes] = []
+        self.held_bytes = 0
         self.held_timer: asyncio.TimerHandle | None = None
         #: responseIdleTimeoutMs of the attempt: no response headers by then
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -1213,12 +1217,28 @@ class H2Router(RequestStack):
             self.end_response(call, verdict)
 
     def _release_held(self, call: H2Call) -> None:
+        """classificationTimeoutMs passed: stream the held response unclassified."""
         call.held_timer = None
-        held = call.held
-        if held is not None and not call.finished:
-            call.held = None
-            self.start_response(call, held, False)
+        if call.held is not None and not call.finished:
+            self._unhold(call)
             self.flush_dirty()
+
+    def _unhold(self, call: H2Call) -> None:
+        """Relay the held response headers and DATA (their credit was already returned)."""
+        held, call.held = call.held, None
+        if call.held_timer is not None:
+            call.held_timer.cancel()
+            call.held_timer = None
+        assert held is not None
+        self.start_response(call, held, False)
+        chunks, call.held_data, call.held_bytes = call.held_data, [], 0
+        if call.down_open:
+            session = call.conn.session
+            for data in chunks:
+                call.response_bytes += len(data)
+                with contextlib.suppress(CodecError):
+                    session.send_data(call.sid, data)
+            self.touch(call.conn)
 
     def _retry_response(self, call: H2Call, ended: bool) -> bool:
         """A retryable response: send the request again if the stack allows (the response is
@@ -1230,6 +1250,7 @@ class H2Router(RequestStack):
         else:
             self._detach(call)
         call.held = None
+        call.held_data, call.held_bytes = [], 0
         self.release_endpoint(call, success=False)
         self.retry(call)
         return True
@@ -1268,11 +1289,20 @@ class H2Router(RequestStack):
     def on_response_data(self, call: H2Call, data: bytes, end: bool) -> None:
         n = len(data)
         if call.held is not None:
-            held, call.held = call.held, None
-            if call.held_timer is not None:
-                call.held_timer.cancel()
-                call.held_timer = None
-            self.start_response(call, held, False)
+            extras = cast(H2RouteCache, call.extras)
+            if not end and call.held_bytes + n <= extras.response_buffer:
+                # held with the headers until the trailers tell whether to retry (bounded by
+                # retryBufferSize.responseBytes; the endpoint may go on meanwhile)
+                call.held_data.append(data)
+                call.held_bytes += n
+                self.credit_upstream(call, n)
+                return
+            if end:  # (ended without trailers: classified now)
+                verdict = extras.classifier.final(call.method, call.status, call.grpc_status)
+                if verdict == RETRYABLE and self._retry_response(call, True):
+                    self.credit_upstream(call, n)
+                    return
+            self._unhold(call)
         call.response_bytes += n
         if call.down_open and call.response_started:
             try:
@@ -1300,11 +1330,7 @@ class H2Router(RequestStack):
             verdict = extras.classifier.final(call.method, call.status, call.grpc_status)
             if verdict == RETRYABLE and self._retry_response(call, True):
                 return
-            held, call.held = call.held, None
-            if call.held_timer is not None:
-                call.held_timer.cancel()
-                call.held_timer = None
-            self.start_response(call, held, False)
+            self._unhold(call)
         if call.down_open and call.response_started:
             if call.conn.server.clear_context:
                 headers = [(k, v) for k, v in headers if k[:4] != b"l5d-"]
@@ -1443,6 +1469,7 @@ class H2Router(RequestStack):
     def prepare_resend(self, call: Call) -> None:
         c = cast(H2Call, call)
         c.held = None
+        c.held_data, c.held_bytes = [], 0
         c.status = 0
         c.grpc_status = None
         c.response_bytes = 0

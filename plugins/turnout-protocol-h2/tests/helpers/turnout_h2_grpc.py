@@ -12,6 +12,8 @@ Methods:
 - ``Bidi``: each request answered with ``<name>:<request>`` as it arrives.
 - ``Fail``: aborts with the status code given as the request (``b"14"``).
 - ``Flaky``: UNAVAILABLE for the first ``fail_first`` calls, then ``<name>:ok``.
+- ``FlakyStream``: the first ``fail_first`` calls send one message, then UNAVAILABLE; later
+  ones send the ``<n>`` messages asked for.
 - ``Slow``: sleeps the seconds given as the request (cancelled calls are recorded).
 - ``Big``: a response of the size given as the request.
 """
@@ -87,6 +89,14 @@ class GrpcBackend:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"call {n} fails")
         return self.name + b":ok"
 
+    def flaky_stream(self, request: bytes, context: Any) -> Iterator[bytes]:
+        n = self._count("FlakyStream")
+        if n <= self.fail_first:
+            yield b"partial"
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"call {n} fails after a message")
+        for i in range(int(request)):
+            yield self.name + b":%d" % i
+
     def slow(self, request: bytes, context: Any) -> bytes:
         self._count("Slow")
         done = threading.Event()
@@ -118,6 +128,7 @@ class GrpcBackend:
             "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
             "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
             "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+            "FlakyStream": grpc.unary_stream_rpc_method_handler(self.flaky_stream),
             "Big": grpc.unary_unary_rpc_method_handler(self.big),
         }
         server = grpc.server(
