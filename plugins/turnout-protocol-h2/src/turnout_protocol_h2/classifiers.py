@@ -87,14 +87,11 @@ class GrpcClassifier(H2Classifier):
         return FAILURE
 
     def reset(self, method: bytes, error_code: int, written: bool) -> int:
-        if not written or (self.compliant and error_code == _REFUSED_STREAM):
+        if not written or error_code == _REFUSED_STREAM:  # (never processed: RFC 9113 §8.7)
             return RETRYABLE
-        if error_code == _REFUSED_STREAM:
-            return RETRYABLE  # (never processed: RFC 9113 §8.7)
         return FAILURE
 
 
-#: no responseClassifier: Linkerd's h2 default, io.l5d.h2.nonRetryable5XX; a response whose
-#: content-type is gRPC is classified by io.l5d.h2.grpc.default's rules for its status only
-#: when a gRPC classifier is configured
+#: no responseClassifier: Linkerd's h2 default, io.l5d.h2.nonRetryable5XX (on :status only; a
+#: gRPC status counts only when a io.l5d.h2.grpc.* classifier is configured)
 DEFAULT = StatusClassifier(frozenset(), all_successful=False)

@@ -94,7 +94,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout.h2")
 
 Headers = list[tuple[bytes, bytes]]
-_READ = 65536
 #: longest wait for a TCP connection to an endpoint (as the HTTP router's)
 CONNECT_TIMEOUT = 3.0
 VIA = b"2 turnout"
@@ -913,10 +912,9 @@ class H2Router(RequestStack):
         out.append((b"via", via + b", " + VIA if via else VIA))
         if server.forwarded is not None:
             value = server.forwarded_value(conn)
-            if server.config.add_forwarded_header is not None:
-                old = keyed.get(b"forwarded")
-                out = [(k, v) for k, v in out if k != b"forwarded"]
-                out.append((b"forwarded", old + b", " + value if old else value))
+            old = keyed.get(b"forwarded")
+            out = [(k, v) for k, v in out if k != b"forwarded"]
+            out.append((b"forwarded", old + b", " + value if old else value))
         call.headers = out
         timeout = keyed.get(b"grpc-timeout")
         if timeout is not None:
