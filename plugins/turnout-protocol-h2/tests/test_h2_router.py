@@ -191,6 +191,9 @@ def test_max_call_depth_and_forwarded(h2_proxy, grpc_backend):
         text = client.unary("Meta", b"", timeout=10, metadata=[("via", "2 a, 2 b")]).decode()
         meta = dict(line.split("=", 1) for line in text.splitlines())
         assert meta["via"] == "2 a, 2 b, 2 turnout"
+        text = client.unary("Meta", b"", timeout=10, metadata=[("via", "2 a"), ("via", "2 b")])
+        meta = dict(line.split("=", 1) for line in text.decode().splitlines())
+        assert meta["via"] == "2 a, 2 b, 2 turnout"  # (several Via headers: all kept, in order)
         assert meta["forwarded"] == f'by="127.0.0.1:{proxy.port}";for=127.0.0.1'
         with pytest.raises(Exception) as err:
             client.unary("Meta", b"", timeout=10, metadata=[("via", "2 a, 2 b, 2 c")])

@@ -888,6 +888,7 @@ class H2Router(RequestStack):
         keyed: dict[bytes, bytes] = {}
         dtab_values: list[bytes] = []
         via_count = 0
+        vias: list[bytes] = []
         out: Headers = []
         for name, value in headers:
             keyed[name] = value
@@ -901,6 +902,7 @@ class H2Router(RequestStack):
                     continue
             elif name == b"via":
                 via_count += value.count(b",") + 1
+                vias.append(value)
                 continue
             out.append((name, value))
         call.method = keyed.get(b":method", b"")
@@ -908,8 +910,8 @@ class H2Router(RequestStack):
         call.authority = keyed.get(b":authority") or keyed.get(b"host") or b""
         content_type = keyed.get(b"content-type", b"")
         call.grpc = content_type[:16] == b"application/grpc"
-        via = keyed.get(b"via")
-        out.append((b"via", via + b", " + VIA if via else VIA))
+        # (every Via the request came with, in order, then ours: RFC 9110 §7.6.3)
+        out.append((b"via", b", ".join([*vias, VIA])))
         if server.forwarded is not None:
             value = server.forwarded_value(conn)
             old = keyed.get(b"forwarded")
