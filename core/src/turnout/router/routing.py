@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import logging
 import random
@@ -743,6 +744,30 @@ class Router:
         if services:
             self._services.update(old._services)
             self._budgets.update(old._budgets)
+
+    async def prebind(self, old: Router, timeout: float = 2.0) -> int:
+        """A reload, after :meth:`adopt` and before the servers move here: bind, under this
+        router's dtab and interpreter, every name ``old`` has a route for (the most recently
+        used ``bindingCache.paths``), and wait up to ``timeout`` seconds until they are bound,
+        so that the first requests after the swap find their names bound (those whose binding
+        did not change, on the clients adopted with their balancer state). A name still
+        binding then is waited for by its requests, as any new name is. Returns how many
+        names were bound here."""
+        made: list[Route] = []
+        for path, local_dtab in list(old.routes)[-self.max_routes :]:
+            key = (path, local_dtab)
+            if key in self.routes:
+                continue
+            route = self.routes[key] = Route(self, path, local_dtab)
+            self._route_counts[path] = self._route_counts.get(path, 0) + 1
+            if not local_dtab:
+                self.plain[path] = route
+            made.append(route)
+        waiting = [r.wait(timeout) for r in made if not r.ready]
+        if waiting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), timeout)
+        return len(made)
 
     def close(self) -> None:
         for route in self.routes.values():

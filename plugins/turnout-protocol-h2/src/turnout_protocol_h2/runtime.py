@@ -1596,21 +1596,9 @@ class H2Router(RequestStack):
         listening sockets and connections; with an unchanged ``client`` config, ``old``'s
         clients (those ``keep_client`` accepts) move here with their balancer state,
         ejections and endpoint connections; with an unchanged ``service`` config, the
-        per-name stats and retry budgets too. New addresses start listening; ``old``'s other
-        servers stop accepting (then :meth:`retire_drain` and :meth:`close` end ``old``)."""
-        by_address = {(s.ip, s.port): s for s in old.h2_servers if s.server is not None}
-        moved: list[H2Server] = []
-        servers: list[H2Server] = []
-        for server in self.h2_servers:
-            prior = by_address.pop((server.ip, server.port), None) if server.port else None
-            if prior is not None:
-                prior.adopt(self, server.config)
-                moved.append(prior)
-                servers.append(prior)
-            else:
-                servers.append(server)
-        old.h2_servers = [s for s in old.h2_servers if s not in moved]
-        self.h2_servers = servers
+        per-name stats and retry budgets too; the names ``old`` routes are bound here first
+        (``Router.prebind``). New addresses start listening; ``old``'s other servers stop
+        accepting (then :meth:`retire_drain` and :meth:`close` end ``old``)."""
 
         def repoint(endpoint: Endpoint) -> None:
             pool: Pool = endpoint.pool
@@ -1626,6 +1614,20 @@ class H2Router(RequestStack):
             keep_client=keep_client,
             on_endpoint=repoint,
         )
+        await self.core.prebind(old.core)  # (old serves meanwhile)
+        by_address = {(s.ip, s.port): s for s in old.h2_servers if s.server is not None}
+        moved: list[H2Server] = []
+        servers: list[H2Server] = []
+        for server in self.h2_servers:
+            prior = by_address.pop((server.ip, server.port), None) if server.port else None
+            if prior is not None:
+                prior.adopt(self, server.config)
+                moved.append(prior)
+                servers.append(prior)
+            else:
+                servers.append(server)
+        old.h2_servers = [s for s in old.h2_servers if s not in moved]
+        self.h2_servers = servers
         self._open_access_log()
         for server in servers:
             if server.server is None:

@@ -158,9 +158,18 @@ class HttpRouter(HttpAnswers):
         flight finishes on the objects it started with). With an unchanged ``client`` config,
         ``old``'s clients (those ``keep_client`` accepts) move here with their balancer state,
         ejections and pooled connections; with an unchanged ``service`` config, the per-name
-        stats and retry budgets too. New addresses start listening; ``old``'s other servers
-        stop accepting (then :meth:`retire_drain` and :meth:`close` end ``old``).
+        stats and retry budgets too. The names ``old`` routes are bound here first
+        (``Router.prebind``). New addresses start listening; ``old``'s other servers stop
+        accepting (then :meth:`retire_drain` and :meth:`close` end ``old``).
         """
+        self.core.adopt(
+            old.core,
+            clients=self.config.client == old.config.client,
+            services=self.config.service == old.config.service,
+            keep_client=keep_client,
+            on_endpoint=self._repoint,
+        )
+        await self.core.prebind(old.core)  # (old serves meanwhile)
         by_address = {(s.ip, s.port): s for s in old.server_runtimes if s.server is not None}
         moved: list[ServerRuntime] = []
         runtimes: list[ServerRuntime] = []
@@ -174,13 +183,6 @@ class HttpRouter(HttpAnswers):
                 runtimes.append(server)
         old.server_runtimes = [s for s in old.server_runtimes if s not in moved]
         self.server_runtimes = runtimes
-        self.core.adopt(
-            old.core,
-            clients=self.config.client == old.config.client,
-            services=self.config.service == old.config.service,
-            keep_client=keep_client,
-            on_endpoint=self._repoint,
-        )
         for server in runtimes:
             if server.server is None:
                 await server.start()
