@@ -1,10 +1,11 @@
-"""Reloading telemetry: telemeters without admin endpoints come and go with a reload; tracers
-trace new requests (when tracing starts or stops altogether, every router is taken over by a
-new runtime); a telemeter that serves admin endpoints cannot be added or removed live."""
+"""Reloading telemetry: telemeters come and go with a reload; tracers trace new requests (when
+tracing starts or stops altogether, every router is taken over by a new runtime); a
+telemeter's admin endpoints come, change and go with it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ async def request(port: int) -> bytes:
     data = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     return data
+
+
+async def admin_get(linker: Linker, path: str) -> tuple[int, str]:
+    """GET ``path`` from the linker's admin server: (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", linker.admin.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
 
 
 class Spans(logging.Handler):
@@ -104,15 +115,34 @@ async def scenario(
         assert linker.routers[0] is second and linker.telemeters[0] is not tracelog
         assert b" 200 " in await request(port)
         assert len(spans.lines) == 2
-        # a telemeter with admin endpoints cannot come live: refused, nothing changed
+        # a telemeter with admin endpoints comes live: its pages answer, the router is kept
+        assert (await admin_get(linker, "/requests.json"))[0] == 404
         status = await reload(
             [
                 {"kind": "io.l5d.tracelog", "sampleRate": 0.0},
                 {"kind": "io.l5d.recentRequests", "sampleRate": 1.0},
             ]
         )
-        assert not status.ok and "serves admin endpoints" in status.errors[0], status.errors
-        assert len(linker.telemeters) == 1 and linker.routers[0] is second
+        assert status.ok, status.errors
+        assert len(linker.telemeters) == 2 and linker.routers[0] is second
+        assert b" 200 " in await request(port)
+        code, body = await admin_get(linker, "/requests.json")
+        assert code == 200 and [r["path"] for r in json.loads(body)] == ["/x"]
+        assert "/requests" in (await admin_get(linker, "/admin"))[1].split()
+        # changed: the new telemeter's handler answers (it has sampled nothing yet)
+        status = await reload(
+            [
+                {"kind": "io.l5d.tracelog", "sampleRate": 0.0},
+                {"kind": "io.l5d.recentRequests", "sampleRate": 1.0, "capacity": 5},
+            ]
+        )
+        assert status.ok, status.errors
+        assert await admin_get(linker, "/requests.json") == (200, "[]")
+        # removed: its pages are gone, the other telemeter stays
+        status = await reload([{"kind": "io.l5d.tracelog", "sampleRate": 0.0}])
+        assert status.ok, status.errors
+        assert (await admin_get(linker, "/requests.json"))[0] == 404
+        assert "/requests" not in (await admin_get(linker, "/admin"))[1].split()
         # tracing stops: the router is taken over again, nothing traces
         status = await reload([])
         assert status.ok, status.errors

@@ -17,7 +17,9 @@ class AdminRoute:
 
     :param method: HTTP method (``"GET"``, ``"POST"``...).
     :param path: URL path, aiohttp syntax (``/example/{name}.json``).
-    :param handler: ``async def handler(request: aiohttp.web.Request) -> aiohttp.web.Response``.
+    :param handler: ``async def handler(request: AdminRequest) -> AdminResponse`` (both in
+        :mod:`turnout.api`; the request has the attributes of aiohttp's ``web.Request`` that
+        admin handlers use, and an aiohttp ``web.Response`` returned is accepted too).
     :param category: security category of ``admin.security``: ``ui``, ``control`` or
         ``diagnostics`` (the default).
     :param nav: label of a dashboard navigation link to this path, if any.

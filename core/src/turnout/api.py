@@ -43,7 +43,8 @@ What is here, by the part of a plugin that needs it:
   and its :class:`Counter`, :class:`SumCounter`, :class:`Gauge`, :class:`Histogram`
   (bucket :data:`BOUNDS` and :data:`VALUES`, the :data:`WINDOW` of histograms), the scopes
   of its keys for telemeters that relabel them (:func:`split_metric_key` into a
-  :class:`MetricScope`, given the tree's :func:`metric_anchors`), :class:`AdminRoute`.
+  :class:`MetricScope`, given the tree's :func:`metric_anchors`), :class:`AdminRoute`
+  with the :class:`AdminRequest` its handler takes and the :class:`AdminResponse` it returns.
 - **Protocols**: the request stack (see docs/architecture.md): :class:`RequestStack` and
   :class:`Call` (subclass them), :class:`Counts`, :class:`Tally`, :class:`ServerStats`,
   :class:`RouteCache`, the classifier verdicts :data:`SUCCESS`, :data:`FAILURE`,
@@ -88,6 +89,7 @@ from .accesslog import (
     access_log_problem,
     open_access_log,
 )
+from .admin.http import AdminRequest, AdminResponse
 from .admin_routes import AdminRoute
 from .announcer import Announcement, Announcer
 from .config import (
@@ -263,6 +265,8 @@ __all__ = [
     "AddrPending",
     "AddrTransformer",
     "Address",
+    "AdminRequest",
+    "AdminResponse",
     "AdminRoute",
     "Alt",
     "Announcement",

@@ -20,12 +20,12 @@ A valid file is applied to the one running :class:`~turnout.linker.Linker`:
 
 - telemeters whose configuration is equal are kept; changed and added ones are built and
   started, removed ones stopped; new tracers trace new requests (when tracing starts or stops
-  altogether, every router is taken over by a new runtime, since routers read it when built).
+  altogether, every router is taken over by a new runtime, since routers read it when built);
+  a telemeter's admin endpoints (prometheus's ``/admin/metrics/prometheus``, recentRequests'
+  ``/requests``) come and go with it: a changed one's new handler answers from the swap on.
 
-Refused (reported as an error, nothing changed): a change of ``admin``; adding, changing or
-removing a telemeter that serves admin endpoints (the admin server's routes are fixed once it
-started); a changed router whose protocol cannot take over a running router, and a changed
-router with announcers.
+Refused (reported as an error, nothing changed): a change of ``admin``; a changed router
+whose protocol cannot take over a running router, and a changed router with announcers.
 """
 
 from __future__ import annotations
@@ -392,9 +392,14 @@ class Reloader:
             old_tracing.exporting = any(t.exports for t in tracers)
         removed_telemeters = [linker.telemeters[i] for i in p.telemetry_removed]
         linker.telemeters[:] = telemeters
-        for tm in added_telemeters:
+        admin = linker.admin
+        for tm in added_telemeters:  # (a changed telemeter's new routes come first)
             linker.start_telemeter(tm)
+            if admin is not None:
+                admin.add_telemeter(tm)
         for tm in removed_telemeters:
+            if admin is not None:
+                admin.remove_telemeter(tm)
             await linker.stop_telemeter(tm)
         for label in p.removed:
             linker.interpreters.pop(label, None)
@@ -414,8 +419,7 @@ class Reloader:
         self, p: Plan, config: LinkerConfig, ctx: Callable[[], BuildContext]
     ) -> tuple[list[Telemeter], list[Telemeter]]:
         """The telemeters of the new config (running ones kept where their config is equal)
-        and the ones built for it. Refused (nothing changed) when a telemeter that serves
-        admin endpoints would come or go: the admin server's routes are fixed once started."""
+        and the ones built for it (their admin routes join the admin server at the swap)."""
         running = self.linker.telemeters
         telemeters: list[Telemeter] = []
         added: list[Telemeter] = []
@@ -427,18 +431,6 @@ class Reloader:
                 telemeter = telemeter_config.new_telemeter(ctx())
                 added.append(telemeter)
                 telemeters.append(telemeter)
-                if telemeter.admin_routes():
-                    raise ReloadRefused(
-                        f"telemeter {telemeter_config.kind} serves admin endpoints: adding or "
-                        "changing it needs a restart (the admin server's routes are fixed "
-                        "once it started)"
-                    )
-            for i in p.telemetry_removed:
-                if running[i].admin_routes():
-                    raise ReloadRefused(
-                        f"telemeter {self.linker.config.telemetry[i].kind} serves admin "
-                        "endpoints: removing or changing it needs a restart"
-                    )
         except BaseException:
             for telemeter in added:
                 await _quietly(telemeter.close())

@@ -9,10 +9,10 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from turnout.admin import AdminServer
+from turnout.admin.http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse
 from turnout.naming import MAX_DELEGATE_NODES, Dtab, GlobalNamer, NameInterpreter, Path
 from turnout.naming.transformer import TransformingInterpreter
 
@@ -24,31 +24,36 @@ def nested(levels: int, op: str, end: str = "/$/inet/127.1/1") -> str:
     return "; ".join([*entries, f"/s{levels} => {end}", "/svc/x => /s0"])
 
 
-def app(interpreters: dict[str, Any] | None = None) -> web.Application:
+def app(interpreters: dict[str, Any] | None = None) -> AdminApp:
     """The handler of an AdminServer over a linker that only has a global namer (and
     ``interpreters``)."""
     admin: Any = SimpleNamespace(
         linker=SimpleNamespace(interpreters=interpreters or {}, global_namer=GlobalNamer())
     )
     admin._interpreter = lambda namespace: AdminServer._interpreter(admin, namespace)
-    application = web.Application()
+    application = AdminApp()
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: AdminRequest) -> AdminResponse:
         return await AdminServer.delegator_json(admin, request)
 
-    application.router.add_route("GET", "/delegator.json", handler)
-    application.router.add_route("POST", "/delegator.json", handler)
+    application.add_route("GET", "/delegator.json", handler)
+    application.add_route("POST", "/delegator.json", handler)
     return application
 
 
 def call(method: str, interpreters: dict[str, Any] | None = None, **kw: Any) -> tuple[int, Any]:
     async def run() -> tuple[int, Any]:
-        async with (
-            TestClient(TestServer(app(interpreters))) as client,
-            client.request(method, "/delegator.json", **kw) as r,
-        ):
-            body = await r.text()
-            return r.status, json.loads(body) if r.status == 200 else body
+        server = AdminHttpServer(app(interpreters))
+        port = await server.start("127.0.0.1", 0)
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(method, f"http://127.0.0.1:{port}/delegator.json", **kw) as r,
+            ):
+                body = await r.text()
+                return r.status, json.loads(body) if r.status == 200 else body
+        finally:
+            await server.close()
 
     return asyncio.run(run())
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from turnout.admin import category
+from turnout.admin.http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse
 from turnout.admin.ui import CONTENT_TYPES, PAGES, STATIC, UI, StaticFiles, ui_routes
 from turnout.admin_routes import AdminRoute
 from yarl import URL
@@ -33,27 +33,32 @@ def fake_admin(**security: Any) -> SimpleNamespace:
     return SimpleNamespace(routes=[], config=SimpleNamespace(security=SimpleNamespace(**sec)))
 
 
-def app_of(admin: SimpleNamespace) -> web.Application:
-    app = web.Application()
+def app_of(admin: SimpleNamespace) -> AdminApp:
+    app = AdminApp()
     routes = ui_routes(admin)
     admin.routes.extend(routes)
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.add_route(route.method, route.path, route.handler)
     return app
 
 
-def get(app: web.Application, *paths: str, headers: dict[str, str] | None = None) -> list[Any]:
-    """GET each path (sent as is: no client-side normalisation of ``..``); returns
-    ``(status, headers, body)`` per path."""
+def get(app: AdminApp, *paths: str, headers: dict[str, str] | None = None) -> list[Any]:
+    """GET each path (sent as is: no client-side normalisation of ``..``) from ``app``
+    served by the admin's HTTP server; returns ``(status, headers, body)`` per path."""
 
     async def run() -> list[Any]:
-        async with TestClient(TestServer(app)) as client:
-            out = []
-            for path in paths:
-                url = client.make_url("/").with_path(path, encoded=True)
-                async with client.session.get(URL(str(url), encoded=True), headers=headers) as r:
-                    out.append((r.status, r.headers, await r.read()))
-            return out
+        server = AdminHttpServer(app)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                out = []
+                for path in paths:
+                    url = URL(f"http://127.0.0.1:{port}{path}", encoded=True)
+                    async with session.get(url, headers=headers) as r:
+                        out.append((r.status, r.headers, await r.read()))
+                return out
+        finally:
+            await server.close()
 
     return asyncio.run(run())
 
@@ -168,8 +173,8 @@ def test_static_index_skips_hidden_and_unknown_files(tmp_path):
 def test_navigation_lists_plugin_pages_escaped_and_hides_blocked_endpoints():
     admin = fake_admin(diagnostics_enabled=False, path_blacklist=["/bound-names\\.json"])
 
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def handler(request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="ok")
 
     admin.routes.extend(
         [
@@ -190,7 +195,7 @@ def test_navigation_lists_plugin_pages_escaped_and_hides_blocked_endpoints():
 
 def test_a_missing_installation_file_is_a_404_not_a_crash(tmp_path):
     ui = UI(fake_admin(), StaticFiles(tmp_path))  # an empty static directory
-    app = web.Application()
-    app.router.add_get("/", ui.page("/"))
-    app.router.add_get("/files/{name:.+}", ui.static)
+    app = AdminApp()
+    app.add_route("GET", "/", ui.page("/"))
+    app.add_route("GET", "/files/{name:.+}", ui.static)
     assert [s for s, _, _ in get(app, "/", "/files/dashboard.js")] == [404, 404]

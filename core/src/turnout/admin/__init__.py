@@ -1,4 +1,4 @@
-"""The admin server (aiohttp): health, metrics, config, delegation and control endpoints.
+"""The admin server: health, metrics, config, delegation and control endpoints.
 
 It runs on its own listener (``admin.ip``/``admin.port``, loopback:9990 by default) on the
 same event loop as the routers; handlers only read state the data path already keeps.
@@ -12,26 +12,25 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from ..admin_routes import AdminRoute, category
 from ..errors import BindingError, ParseError, TurnoutError
 from ..naming import Address, ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
+from .http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse
 from .ui import ui_routes
 
 if TYPE_CHECKING:
     # the linker builds the admin server (importing this module when it starts): its type only
     from ..linker import Linker
+    from ..telemetry import Telemeter
 
 log = logging.getLogger("turnout.admin")
 
 
-def _json(data: Any, status: int = 200, pretty: bool = False) -> web.Response:
+def _json(data: Any, status: int = 200, pretty: bool = False) -> AdminResponse:
     text = json.dumps(data, indent=2 if pretty else None, sort_keys=pretty)
-    return web.Response(text=text, status=status, content_type="application/json")
+    return AdminResponse(text=text, status=status, content_type="application/json")
 
 
 class AdminServer:
@@ -40,8 +39,8 @@ class AdminServer:
     def __init__(self, linker: Linker) -> None:
         self.linker = linker
         self.config = linker.config.admin
-        self.app = web.Application(middlewares=[self._security])
-        self.runner: web.AppRunner | None = None
+        self.app = AdminApp(before=self._security)
+        self.http: AdminHttpServer | None = None
         self.tls_watcher: Any = None  # (a turnout.tls.FileWatcher with admin.tls)
         self.port: int | None = None
         added = [
@@ -56,12 +55,14 @@ class AdminServer:
             r for r in self._builtin_routes() if (r.method, r.path) not in replaced
         ]
         self.routes.extend(added)
-        for telemeter in linker.telemeters:
-            self.routes.extend(telemeter.admin_routes())
         self._categories: dict[str, str] = {}
         for route in self.routes:
-            self.app.router.add_route(route.method, route.path, route.handler)
+            self.app.add_route(route.method, route.path, route.handler)
             self._categories.setdefault(route.path, route.category)
+        #: the routes each telemeter added (by id), removed with it by a reload
+        self._telemeter_routes: dict[int, list[AdminRoute]] = {}
+        for telemeter in linker.telemeters:
+            self.add_telemeter(telemeter)
         sec = self.config.security
         self._allow = [re.compile(p) for p in sec.path_whitelist]
         self._deny = [re.compile(p) for p in sec.path_blacklist]
@@ -97,29 +98,39 @@ class AdminServer:
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
+    def add_telemeter(self, telemeter: Telemeter) -> None:
+        """Serve ``telemeter``'s admin routes (at start-up, or when a reload adds it)."""
+        routes = list(telemeter.admin_routes())
+        self._telemeter_routes[id(telemeter)] = routes
+        for route in routes:
+            self.routes.append(route)
+            self.app.add_route(route.method, route.path, route.handler)
+            self._categories.setdefault(route.path, route.category)
+
+    def remove_telemeter(self, telemeter: Telemeter) -> None:
+        """Stop serving the routes ``telemeter`` added (a reload removed or changed it)."""
+        routes = self._telemeter_routes.pop(id(telemeter), [])
+        ids = {id(r) for r in routes}
+        self.routes = [r for r in self.routes if id(r) not in ids]
+        self.app.remove_routes({id(r.handler) for r in routes})
+        self._categories = {}
+        for route in self.routes:
+            self._categories.setdefault(route.path, route.category)
+
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self.runner.setup()
         ssl_context = None
         if self.config.tls is not None:
             ssl_context, self.tls_watcher = admin_tls(self.config.tls, self.linker.metrics)
-        site = web.TCPSite(
-            self.runner,
-            self.config.ip,
-            self.config.port,
-            reuse_address=True,
-            ssl_context=ssl_context,
-        )
-        await site.start()
-        self.port = self.runner.addresses[0][1]  # (host, port[, flow, scope]) of its socket
+        self.http = AdminHttpServer(self.app)
+        self.port = await self.http.start(self.config.ip, self.config.port, ssl_context)
 
     async def close(self) -> None:
         if self.tls_watcher is not None:
             self.tls_watcher.stop()
             self.tls_watcher = None
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
 
     # -- security --------------------------------------------------------------------------
     def allowed(self, path: str, declared: str | None = None) -> bool:
@@ -136,7 +147,7 @@ class AdminServer:
             not enabled and any(p.fullmatch(path) for p in self._allow)
         )
 
-    def cross_site(self, request: web.Request) -> str | None:
+    def cross_site(self, request: AdminRequest) -> str | None:
         """Why a state-changing request must be refused as coming from another site (a
         page that posts to the admin, or a DNS-rebinding one), or None.
 
@@ -162,43 +173,39 @@ class AdminServer:
             return f"the admin was reached as {name!r}, a name that is not this machine's"
         return None
 
-    @web.middleware
-    async def _security(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    def _security(self, request: AdminRequest, route_path: str | None) -> AdminResponse | None:
         # a route's declared category (plugins and telemeters choose theirs); Linkerd's rules
         # for everything else
-        resource = request.match_info.route.resource
-        canonical = resource.canonical if resource is not None else request.path
+        canonical = route_path if route_path is not None else request.path
         if not self.allowed(request.path, self._categories.get(canonical)):
-            raise web.HTTPNotFound()
+            return AdminResponse(status=404, text="404: Not Found")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             refused = self.cross_site(request)
             if refused is not None:
                 log.warning("refused %s %s: %s", request.method, request.path, refused)
-                return web.Response(status=403, text=f"cross-site request refused: {refused}\n")
-        return await handler(request)
+                return AdminResponse(status=403, text=f"cross-site request refused: {refused}\n")
+        return None
 
     # -- handlers --------------------------------------------------------------------------
-    async def index(self, request: web.Request) -> web.Response:
+    async def index(self, request: AdminRequest) -> AdminResponse:
         paths = sorted({r.path for r in self.routes})
-        return web.Response(text="\n".join(paths) + "\n")
+        return AdminResponse(text="\n".join(paths) + "\n")
 
-    async def ping(self, request: web.Request) -> web.Response:
-        return web.Response(text="pong")
+    async def ping(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="pong")
 
-    async def live(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def live(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="ok")
 
-    async def ready_handler(self, request: web.Request) -> web.Response:
+    async def ready_handler(self, request: AdminRequest) -> AdminResponse:
         if self.linker.ready and not self.linker.draining:
-            return web.Response(text="ready")
-        return web.Response(text="draining" if self.linker.draining else "starting", status=503)
+            return AdminResponse(text="ready")
+        return AdminResponse(text="draining" if self.linker.draining else "starting", status=503)
 
-    async def method_not_allowed(self, request: web.Request) -> web.Response:
-        return web.Response(text="use POST\n", status=405, headers={"Allow": "POST"})
+    async def method_not_allowed(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="use POST\n", status=405, headers={"Allow": "POST"})
 
-    async def metrics_json(self, request: web.Request) -> web.Response:
+    async def metrics_json(self, request: AdminRequest) -> AdminResponse:
         q = request.query.get("q", "").strip("/")
         prefix = tuple(q.split("/")) if q else ()
         pretty = request.query.get("pretty") in ("1", "true")
@@ -208,21 +215,21 @@ class AdminServer:
             return _json({"error": f"No such subtree: {q}"}, status=404)
         return _json(data, pretty=pretty)
 
-    async def metrics_raw(self, request: web.Request) -> web.Response:
+    async def metrics_raw(self, request: AdminRequest) -> AdminResponse:
         """Every metric with its histogram buckets (``MetricsTree.export_raw``): what the
         supervisor of ``workers: N`` merges into the instance's ``/admin/metrics.json``."""
         return _json(self.linker.metrics.export_raw())
 
-    async def config_json(self, request: web.Request) -> web.Response:
+    async def config_json(self, request: AdminRequest) -> AdminResponse:
         return _json(self.linker.config.to_dict(redact=True))
 
-    async def client_state(self, request: web.Request) -> web.Response:
+    async def client_state(self, request: AdminRequest) -> AdminResponse:
         out: dict[str, Any] = {}
         for router in self.linker.routers:
             out.update(router.client_state())
         return _json(out)
 
-    async def announcer_json(self, request: web.Request) -> web.Response:
+    async def announcer_json(self, request: AdminRequest) -> AdminResponse:
         """What is announced (Linkerd's ``/admin/announcer``): one entry per announcement."""
         return _json(
             [
@@ -238,41 +245,41 @@ class AdminServer:
             ]
         )
 
-    async def bound_names(self, request: web.Request) -> web.Response:
+    async def bound_names(self, request: AdminRequest) -> AdminResponse:
         names: set[str] = set()
         for _, namer in self.linker.namers:
             for path in namer.bound_names() or ():
                 names.add(str(path))
         return _json(sorted(names))
 
-    async def namer_state(self, request: web.Request) -> web.Response:
+    async def namer_state(self, request: AdminRequest) -> AdminResponse:
         prefix = "/" + request.match_info["prefix"].strip("/")
         for namer_prefix, namer in self.linker.namers:
             if str(Path.of("#") + namer_prefix) == prefix or str(namer_prefix) == prefix:
                 return _json(namer.state())
         return _json({"error": f"no namer at {prefix}"}, status=404)
 
-    async def reload(self, request: web.Request) -> web.Response:
+    async def reload(self, request: AdminRequest) -> AdminResponse:
         """Reload the config file (see turnout.reload): 200 and the status, or 400 and the
         errors (nothing changed). Cross-site requests were refused by the middleware."""
         status = await self.linker.reloader.reload()
         return _json(status.as_json(), 200 if status.ok else 400)
 
-    async def config_status(self, request: web.Request) -> web.Response:
+    async def config_status(self, request: AdminRequest) -> AdminResponse:
         return _json(self.linker.reloader.status.as_json())
 
-    async def shutdown(self, request: web.Request) -> web.Response:
+    async def shutdown(self, request: AdminRequest) -> AdminResponse:
         # cross-site requests were refused by the security middleware
         grace: float | None = None
         if "grace" in request.query:
             try:
                 grace = _duration(request.query["grace"])
             except ValueError:
-                return web.Response(text="grace must be like 10s or 500ms\n", status=400)
+                return AdminResponse(text="grace must be like 10s or 500ms\n", status=400)
         asyncio.get_running_loop().call_soon(self.linker.request_shutdown, grace)
-        return web.Response(text="shutting down\n")
+        return AdminResponse(text="shutting down\n")
 
-    async def logging_json(self, request: web.Request) -> web.Response:
+    async def logging_json(self, request: AdminRequest) -> AdminResponse:
         """Linkerd's ``/logging.json``: GET lists ``[{"logger", "level"}]`` (root first, then
         every logger with a level of its own); POST ``?logger=<name|root>&level=<LEVEL>``
         changes one (form fields or a JSON object work too)."""
@@ -282,66 +289,66 @@ class AdminServer:
                 try:
                     body = json.loads(await request.text() or "{}")
                 except ValueError:
-                    return web.Response(status=400, text="malformed JSON body\n")
+                    return AdminResponse(status=400, text="malformed JSON body\n")
                 if isinstance(body, dict):
                     params.update(body)
             elif request.can_read_body:
                 params.update(await request.post())
             name, level = params.get("logger"), str(params.get("level", "")).upper()
             if not name or not level:
-                return web.Response(status=400, text="logger and level are required\n")
+                return AdminResponse(status=400, text="logger and level are required\n")
             level = _LEVEL_ALIASES.get(level, level)
             if level not in _LEVELS:
                 known = ", ".join(_LEVELS)
-                return web.Response(status=400, text=f"unknown level {level!r} (known: {known})\n")
+                return AdminResponse(status=400, text=f"unknown level {level!r} (known: {known})\n")
             target = logging.getLogger() if name == "root" else logging.getLogger(str(name))
             target.setLevel(level)
             log.info("log level of %s set to %s", name, level)
         return _json(_loggers())
 
-    async def delegator_json(self, request: web.Request) -> web.Response:
+    async def delegator_json(self, request: AdminRequest) -> AdminResponse:
         if request.method == "POST":
             if request.content_type != "application/json":
-                return web.Response(status=415, text="Content-Type must be application/json")
+                return AdminResponse(status=415, text="Content-Type must be application/json")
             body = await request.text()
             try:
                 params = json.loads(body)
                 if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
                     raise ValueError
             except ValueError:
-                return web.Response(status=400, text=f"Malformed delegation request: {body}")
+                return AdminResponse(status=400, text=f"Malformed delegation request: {body}")
         else:
             params = dict(request.query)
         namespace = params.get("namespace")
         try:
             dtab = Dtab.read(str(params.get("dtab") or ""))
         except ParseError as e:
-            return web.Response(status=400, text=f"Invalid dtab: {e}")
+            return AdminResponse(status=400, text=f"Invalid dtab: {e}")
         try:
             path = Path.read(str(params.get("path") or ""))
         except ParseError as e:
-            return web.Response(status=400, text=f"Invalid path: {e}")
+            return AdminResponse(status=400, text=f"Invalid path: {e}")
         interpreter = self._interpreter(namespace)
         if interpreter is not None and not interpreter.can_delegate:  # it binds elsewhere
             try:
                 remote = await interpreter.remote_delegate(dtab, path)
             except ValueError as e:
-                return web.Response(status=400, text=str(e))
+                return AdminResponse(status=400, text=str(e))
             except Exception as e:
                 log.warning("delegating %s through %s failed: %s", path.show, namespace, e)
-                return web.Response(status=502, text=f"Delegation failed: {e}")
+                return AdminResponse(status=502, text=f"Delegation failed: {e}")
             if remote is not None:
                 return _json(remote)
         if interpreter is None or not interpreter.can_delegate:
-            return web.Response(
+            return AdminResponse(
                 status=501, text=f"Name Interpreter for {namespace} cannot show delegations"
             )
         try:
             tree = await delegate(interpreter, dtab, path, timeout=2.0)
         except TimeoutError:
-            return web.Response(status=503, text="Request timed out.")
+            return AdminResponse(status=503, text="Request timed out.")
         except BindingError as e:
-            return web.Response(status=400, text=str(e))
+            return AdminResponse(status=400, text=str(e))
         return _json(tree.to_json())
 
     def _interpreter(self, namespace: str | None) -> NameInterpreter | None:
@@ -396,7 +403,7 @@ def admin_tls(cfg: Any, metrics: Any) -> tuple[Any, Any]:
     live = ssl_context
 
     def install(new: object) -> None:
-        # aiohttp's site keeps its context: the new pair is loaded into it (OpenSSL allows it
+        # the listening server keeps its context: the new pair is loaded into it (OpenSSL allows it
         # on a context in use; new handshakes get the new certificate)
         tls.load_chain_into(live, cfg)
 

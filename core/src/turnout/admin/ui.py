@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from ..admin_routes import AdminRoute, category
+from .http import AdminRequest, AdminResponse
 
 if TYPE_CHECKING:
     # the admin server builds these routes and imports this module: its type only, here
@@ -118,31 +117,31 @@ class UI:
         self.files = files if files is not None else StaticFiles()
 
     # -- handlers --------------------------------------------------------------------------
-    def page(self, path: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def page(self, path: str) -> Callable[[AdminRequest], Awaitable[AdminResponse]]:
         """The handler of the page at ``path`` (one of :data:`PAGES`)."""
         name = PAGES[path][0]
 
-        async def handler(request: web.Request) -> web.StreamResponse:
+        async def handler(request: AdminRequest) -> AdminResponse:
             return self._page(name, path)
 
         return handler
 
-    def _page(self, name: str, path: str) -> web.Response:
+    def _page(self, name: str, path: str) -> AdminResponse:
         file = self.files.get(name)
         if file is None:  # a broken installation
-            raise web.HTTPNotFound(text=f"{name} is missing from the installation\n")
+            return AdminResponse(status=404, text=f"{name} is missing from the installation\n")
         text = file.body.decode("utf-8").replace(_NAV_MARK, self.nav_html(path), 1)
-        return web.Response(
+        return AdminResponse(
             text=text,
             content_type="text/html",
             charset="utf-8",
             headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
         )
 
-    async def static(self, request: web.Request) -> web.StreamResponse:
+    async def static(self, request: AdminRequest) -> AdminResponse:
         file = self.files.get(request.match_info["name"])
         if file is None:
-            raise web.HTTPNotFound(text="no such file\n")
+            return AdminResponse(status=404, text="no such file\n")
         headers = {
             **SECURITY_HEADERS,
             "ETag": file.etag,
@@ -151,8 +150,8 @@ class UI:
             "Content-Type": file.content_type,
         }
         if file.etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=file.body, headers=headers)
+            return AdminResponse(status=304, headers=headers)
+        return AdminResponse(body=file.body, headers=headers)
 
     # -- navigation ------------------------------------------------------------------------
     def nav_html(self, current: str) -> str:

@@ -14,8 +14,7 @@ import time
 from collections import deque
 from typing import Any, Literal
 
-from aiohttp import web
-
+from ..admin.http import AdminRequest, AdminResponse, json_response
 from ..admin_routes import AdminRoute
 from ..config.model import TelemeterConfig
 from ..config.schema import option
@@ -78,10 +77,10 @@ class RecentRequests(Telemeter, Tracer):
             AdminRoute("GET", "/requests.json", self.json, "diagnostics"),
         ]
 
-    async def json(self, request: web.Request) -> web.Response:
-        return web.json_response(list(self.requests))
+    async def json(self, request: AdminRequest) -> AdminResponse:
+        return json_response(list(self.requests))
 
-    async def page(self, request: web.Request) -> web.Response:
+    async def page(self, request: AdminRequest) -> AdminResponse:
         rows = []
         for r in self.requests:
             when = time.strftime("%H:%M:%S", time.localtime(r["timestamp"]))
@@ -118,7 +117,7 @@ class RecentRequests(Telemeter, Tracer):
         )
         body = "\n".join(rows) or '<tr><td colspan="10">no sampled request yet</td></tr>'
         page = _PAGE.format(count=len(self.requests), head=head, rows=body)
-        return web.Response(text=page, content_type="text/html")
+        return AdminResponse(text=page, content_type="text/html")
 
 
 _PAGE = """<!doctype html>

@@ -5,52 +5,55 @@ dtab evaluated against namerd's namers; ``namespace`` is ignored) and ``/dtabs.j
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from ..admin.http import AdminRequest, AdminResponse
 from ..admin_routes import AdminRoute
 from ..errors import BindingError, ParseError
 from ..naming import Dtab, Path, delegate
 from .runtime import Namerd
 
+if TYPE_CHECKING:  # (imported, with aiohttp, when such an interpreter is built)
+    from .interpreter import NamerdHttpInterpreter
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+def _json(data: Any, status: int = 200) -> AdminResponse:
+    return AdminResponse(text=json.dumps(data), status=status, content_type="application/json")
 
 
 def namerd_admin_routes(namerd: Namerd) -> list[AdminRoute]:
-    async def delegator(request: web.Request) -> web.Response:
+    async def delegator(request: AdminRequest) -> AdminResponse:
         if request.method == "POST":
             if request.content_type != "application/json":
-                return web.Response(status=415, text="Content-Type must be application/json")
+                return AdminResponse(status=415, text="Content-Type must be application/json")
             body = await request.text()
             try:
                 params = json.loads(body)
                 if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
                     raise ValueError
             except ValueError:
-                return web.Response(status=400, text=f"Malformed delegation request: {body}")
+                return AdminResponse(status=400, text=f"Malformed delegation request: {body}")
         else:
             params = dict(request.query)
         try:
             dtab = Dtab.read(str(params.get("dtab") or ""))
         except ParseError as e:
-            return web.Response(status=400, text=f"Invalid dtab: {e}")
+            return AdminResponse(status=400, text=f"Invalid dtab: {e}")
         try:
             path = Path.read(str(params.get("path") or ""))
         except ParseError as e:
-            return web.Response(status=400, text=f"Invalid path: {e}")
+            return AdminResponse(status=400, text=f"Invalid path: {e}")
         assert namerd.namespaces is not None
         try:
             tree = await delegate(namerd.namespaces.namers_only, dtab, path, timeout=2.0)
         except TimeoutError:
-            return web.Response(status=503, text="Request timed out.")
+            return AdminResponse(status=503, text="Request timed out.")
         except BindingError as e:
-            return web.Response(status=400, text=str(e))
+            return AdminResponse(status=400, text=str(e))
         return _json(tree.to_json())
 
-    async def dtabs(request: web.Request) -> web.Response:
+    async def dtabs(request: AdminRequest) -> AdminResponse:
         assert namerd.store is not None
         out: dict[str, str] = {}
         for ns in await namerd.store.list():
@@ -73,18 +76,21 @@ def namerd_admin_routes(namerd: Namerd) -> list[AdminRoute]:
 def interpreter_state_routes(linker: Any) -> list[AdminRoute]:
     """``/<router>/interpreter_state/io.l5d.namerd.http/<namespace>.json`` for each router
     whose interpreter is io.l5d.namerd.http (Linkerd's ``interpreter_state`` pages)."""
-    from .interpreter import NamerdHttpInterpreter
+    loaded = sys.modules.get(f"{__package__}.interpreter")
+    if loaded is None:  # no io.l5d.namerd.http interpreter was built (nor aiohttp imported)
+        return []
+    kind: type[NamerdHttpInterpreter] = loaded.NamerdHttpInterpreter
 
     routes: list[AdminRoute] = []
     for label, interpreter in getattr(linker, "interpreters", {}).items():
         found = interpreter
-        while not isinstance(found, NamerdHttpInterpreter) and hasattr(found, "underlying"):
+        while not isinstance(found, kind) and hasattr(found, "underlying"):
             found = found.underlying
-        if not isinstance(found, NamerdHttpInterpreter):
+        if not isinstance(found, kind):
             continue
 
         def handler(interp: NamerdHttpInterpreter) -> Any:
-            async def state(request: web.Request) -> web.Response:
+            async def state(request: AdminRequest) -> AdminResponse:
                 return _json(interp.state())
 
             return state

@@ -5,6 +5,7 @@ linkers, the ``io.l5d.namerd.http`` interpreter."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,9 +18,7 @@ from ..context import BuildContext
 from ..naming import Dtab, NameInterpreter, Path
 from .config import DtabStoreConfig, NamerdInterfaceConfig
 from .context import NamerdContext, NamerdInterface
-from .http_api import HttpController
 from .in_memory import InMemoryDtabStore
-from .interpreter import NamerdHttpInterpreter
 from .store import DtabStore, InvalidNamespace, check_namespace
 
 log = logging.getLogger("turnout.namerd")
@@ -58,6 +57,8 @@ class HttpControllerConfig(NamerdInterfaceConfig):
             from ..tls import server_context
 
             ssl_context = server_context(self.tls)
+        from .http_api import HttpController  # (aiohttp: imported by a namerd that serves it)
+
         return HttpController(
             ctx.store,
             ctx.interpreters,
@@ -126,6 +127,8 @@ class NamerdHttpInterpreterConfig(InterpreterConfig):
                     "INSECURE: io.l5d.namerd.http tls.disableValidation is true: namerd's "
                     "certificate is NOT verified"
                 )
+        from .interpreter import NamerdHttpInterpreter  # (aiohttp: imported when used)
+
         interpreter = NamerdHttpInterpreter(
             self.dst,
             self.namespace,
@@ -162,9 +165,9 @@ def turnout_admin_routes(linker: Any) -> list[AdminRoute]:
     io.l5d.namerd.http interpreter at ``/<router>/interpreter_state/io.l5d.namerd.http/
     <namespace>.json``."""
     from .admin import interpreter_state_routes, namerd_admin_routes
-    from .runtime import Namerd
 
-    if isinstance(linker, Namerd):
+    runtime = sys.modules.get(f"{__package__}.runtime")  # (loaded when namerd runs)
+    if runtime is not None and isinstance(linker, runtime.Namerd):
         return namerd_admin_routes(linker)
     return interpreter_state_routes(linker)
 

@@ -34,8 +34,7 @@ import json
 from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from ..admin.http import AdminError, AdminRequest, AdminResponse
 from ..admin.ui import SECURITY_HEADERS, UI, StaticFiles
 from ..admin_routes import AdminRoute
 from ..errors import BindingError, ParseError
@@ -59,8 +58,8 @@ PAGE = "namerd.html"
 _NAV_MARK = "<!--nav-->"
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
+def _json(data: Any, status: int = 200) -> AdminResponse:
+    return AdminResponse(
         text=json.dumps(data),
         status=status,
         content_type="application/json",
@@ -68,7 +67,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
+def _error(status: int, message: str, **extra: Any) -> AdminResponse:
     return _json({"error": message, **extra}, status)
 
 
@@ -99,25 +98,25 @@ class NamerdUI:
         return self.namerd.store
 
     # -- pages -----------------------------------------------------------------------------
-    async def page(self, request: web.Request) -> web.StreamResponse:
+    async def page(self, request: AdminRequest) -> AdminResponse:
         file = self.files.get(PAGE)
         if file is None:
-            raise web.HTTPNotFound(text=f"{PAGE} is missing from the installation\n")
+            raise AdminError(404, f"{PAGE} is missing from the installation\n")
         nav = ""
         if self.namerd.admin is not None:
             nav = UI(self.namerd.admin).nav_html("/namerd")
         text = file.body.decode("utf-8").replace(_NAV_MARK, nav, 1)
-        return web.Response(
+        return AdminResponse(
             text=text,
             content_type="text/html",
             charset="utf-8",
             headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
         )
 
-    async def static(self, request: web.Request) -> web.StreamResponse:
+    async def static(self, request: AdminRequest) -> AdminResponse:
         file = self.files.get(request.match_info["name"])
         if file is None:
-            raise web.HTTPNotFound(text="no such file\n")
+            raise AdminError(404, "no such file\n")
         headers = {
             **SECURITY_HEADERS,
             "ETag": file.etag,
@@ -125,31 +124,31 @@ class NamerdUI:
             "Content-Type": file.content_type,
         }
         if file.etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=file.body, headers=headers)
+            return AdminResponse(status=304, headers=headers)
+        return AdminResponse(body=file.body, headers=headers)
 
     # -- JSON ------------------------------------------------------------------------------
-    async def _body(self, request: web.Request) -> dict[str, Any]:
+    async def _body(self, request: AdminRequest) -> dict[str, Any]:
         if request.content_type != "application/json":
-            raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/json\n")
+            raise AdminError(415, "Content-Type must be application/json\n")
         try:
             body = json.loads(await request.text())
         except ValueError:
-            raise web.HTTPBadRequest(text="the body is not JSON\n") from None
+            raise AdminError(400, "the body is not JSON\n") from None
         if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="the body must be a JSON object\n")
+            raise AdminError(400, "the body must be a JSON object\n")
         return body
 
     @staticmethod
     def _namespace(raw: Any) -> str:
         if not isinstance(raw, str):
-            raise web.HTTPBadRequest(text="'namespace' is required\n")
+            raise AdminError(400, "'namespace' is required\n")
         try:
             return check_namespace(raw)
         except InvalidNamespace as e:
-            raise web.HTTPBadRequest(text=f"{e}\n") from None
+            raise AdminError(400, f"{e}\n") from None
 
-    async def dtabs(self, request: web.Request) -> web.Response:
+    async def dtabs(self, request: AdminRequest) -> AdminResponse:
         out = []
         for ns in await self.store.list():
             found = await self.store.get(ns)
@@ -159,7 +158,7 @@ class NamerdUI:
                 )
         return _json(out)
 
-    async def get_dtab(self, request: web.Request) -> web.Response:
+    async def get_dtab(self, request: AdminRequest) -> AdminResponse:
         ns = self._namespace(request.query.get("namespace"))
         found = await self.store.get(ns)
         if found is None:
@@ -174,22 +173,22 @@ class NamerdUI:
             }
         )
 
-    async def validate(self, request: web.Request) -> web.Response:
+    async def validate(self, request: AdminRequest) -> AdminResponse:
         body = await self._body(request)
         text = body.get("dtab")
         if not isinstance(text, str):
-            raise web.HTTPBadRequest(text="'dtab' (a string) is required\n")
+            raise AdminError(400, "'dtab' (a string) is required\n")
         problem = parse_problem(text)
         if problem is not None:
             return _json({"valid": False, **problem})
         return _json({"valid": True, "lines": dtab_lines(Dtab.read(text))})
 
-    async def save(self, request: web.Request) -> web.Response:
+    async def save(self, request: AdminRequest) -> AdminResponse:
         body = await self._body(request)
         ns = self._namespace(body.get("namespace"))
         text, version = body.get("dtab"), body.get("version")
         if not isinstance(text, str):
-            raise web.HTTPBadRequest(text="'dtab' (a string) is required\n")
+            raise AdminError(400, "'dtab' (a string) is required\n")
         problem = parse_problem(text)
         if problem is not None:
             return _json({**problem, "error": f"Invalid dtab: {problem['error']}"}, 400)
@@ -210,7 +209,7 @@ class NamerdUI:
             return await self._conflict(ns)
         return _json({"namespace": ns, "version": version_string(new)})
 
-    async def _conflict(self, ns: str) -> web.Response:
+    async def _conflict(self, ns: str) -> AdminResponse:
         found = await self.store.get(ns)
         current = (
             {
@@ -228,7 +227,7 @@ class NamerdUI:
             **current,
         )
 
-    async def delete(self, request: web.Request) -> web.Response:
+    async def delete(self, request: AdminRequest) -> AdminResponse:
         body = await self._body(request)
         ns = self._namespace(body.get("namespace"))
         version = body.get("version")
@@ -243,7 +242,7 @@ class NamerdUI:
             return _error(404, f"namespace {ns} does not exist")
         return _json({"namespace": ns, "deleted": True})
 
-    async def delegate(self, request: web.Request) -> web.Response:
+    async def delegate(self, request: AdminRequest) -> AdminResponse:
         ns = self._namespace(request.query.get("namespace"))
         try:
             path = Path.read(request.query.get("path", ""))
@@ -263,7 +262,7 @@ class NamerdUI:
             return _error(400, str(e))
         return _json(tree.to_json())
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: AdminRequest) -> AdminResponse:
         flat = self.namerd.metrics.flat()
         keep = ("interface/", "dtabstore/")
         return _json({k: v for k, v in sorted(flat.items()) if k.startswith(keep)})

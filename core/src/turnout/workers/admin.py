@@ -78,7 +78,9 @@ class SupervisorAdmin:
         """Why a state-changing request must be refused as cross-site (a single turnout's
         rule, :meth:`turnout.admin.AdminServer.cross_site`), or None."""
         gate: Any = self  # (it reads _own_names)
-        reason: str | None = AdminServer.cross_site(gate, request)
+        # (it reads the headers and host, which aiohttp's request has as the admin's does)
+        same: Any = request
+        reason: str | None = AdminServer.cross_site(gate, same)
         return reason
 
     def __init__(self, supervisor: Supervisor) -> None:
@@ -217,8 +219,9 @@ class SupervisorAdmin:
             gauge_max,
         )
         view: Any = SimpleNamespace(linker=SimpleNamespace(metrics=merged))
-        response: web.Response = await AdminServer.metrics_json(view, request)
-        return response
+        same: Any = request  # (it reads the query, which aiohttp's request has as the admin's)
+        answer = await AdminServer.metrics_json(view, same)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
     def _slot(self, index: str) -> Slot | None:
         for slot in self.supervisor.slots:

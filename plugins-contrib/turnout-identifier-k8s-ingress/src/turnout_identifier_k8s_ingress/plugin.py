@@ -16,10 +16,10 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import turnout
-from turnout.api import AdminRoute, IdentifierConfig, Linker
+from turnout.api import AdminRequest, AdminResponse, AdminRoute, IdentifierConfig, Linker
 
 from .config import IngressIdentifierConfig
 
@@ -80,10 +80,8 @@ def turnout_admin_routes(linker: Linker) -> list[AdminRoute] | None:
         return None
     key = id(linker)
 
-    async def state(request: Any) -> Any:
-        from aiohttp import web
-
-        return web.json_response([cache.state() for cache in _started.get(key, [])])
+    async def state(request: AdminRequest) -> AdminResponse:
+        return AdminResponse.json([cache.state() for cache in _started.get(key, [])])
 
     return [AdminRoute("GET", STATE_PATH, state, "diagnostics")]
 

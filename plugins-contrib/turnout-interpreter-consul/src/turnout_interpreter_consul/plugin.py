@@ -9,7 +9,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import turnout
-from turnout.api import AdminRoute, InterpreterConfig, Linker
+from turnout.api import AdminRequest, AdminResponse, AdminRoute, InterpreterConfig, Linker
 
 from .config import KIND, ConsulInterpreterConfig
 
@@ -45,10 +45,8 @@ def turnout_startup(linker: Linker) -> None:
 
 
 def _handler(interpreter: ConsulDtabInterpreter) -> Any:
-    async def handle(request: Any) -> Any:
-        from aiohttp import web
-
-        return web.json_response(interpreter.state())
+    async def handle(request: AdminRequest) -> AdminResponse:
+        return AdminResponse.json(interpreter.state())
 
     return handle
 

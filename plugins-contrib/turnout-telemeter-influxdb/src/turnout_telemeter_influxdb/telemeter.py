@@ -3,8 +3,7 @@ server answers the metrics tree in line protocol (see :mod:`.lineprotocol`)."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from turnout.api import AdminRoute, MetricsTree, Telemeter
+from turnout.api import AdminRequest, AdminResponse, AdminRoute, MetricsTree, Telemeter
 
 from .config import PATH, InfluxDbConfig
 from .lineprotocol import Renderer
@@ -30,6 +29,6 @@ class InfluxDbTelemeter(Telemeter):
         """One scrape's body; ``host`` is the tag ``host`` (``none`` when None)."""
         return self.renderer.render(host or "none")
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: AdminRequest) -> AdminResponse:
         body = self.render(request.headers.get("Host"))
-        return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+        return AdminResponse(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

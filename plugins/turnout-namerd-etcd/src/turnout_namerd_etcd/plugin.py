@@ -9,6 +9,6 @@ from turnout.api import DtabStoreConfig
 
 @turnout.hookimpl
 def turnout_register_dtab_stores() -> list[type[DtabStoreConfig]]:
-    from .store import EtcdDtabStoreConfig
+    from .config import EtcdDtabStoreConfig
 
     return [EtcdDtabStoreConfig]

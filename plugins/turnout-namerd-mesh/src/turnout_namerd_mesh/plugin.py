@@ -16,6 +16,7 @@ from typing import Any
 
 import turnout
 from turnout.api import (
+    AdminResponse,
     AdminRoute,
     Dtab,
     InterpreterConfig,
@@ -38,10 +39,8 @@ def turnout_register_interpreters() -> list[type[InterpreterConfig]]:
     return [MeshInterpreterConfig]
 
 
-def _json(data: Any, status: int = 200) -> Any:
-    from aiohttp import web
-
-    return web.json_response(data, status=status)
+def _json(data: Any, status: int = 200) -> AdminResponse:
+    return AdminResponse.json(data, status=status)
 
 
 def _state(interpreter: Any) -> Any:

@@ -34,7 +34,6 @@ from collections import deque
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import turnout
 from turnout.api import (
     BuildContext,
@@ -51,6 +50,8 @@ from . import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+
+    import aiohttp  # (imported when spans are first sent)
 
 
 log = logging.getLogger("turnout.opentelemetry")
@@ -316,6 +317,8 @@ class OpenTelemetryTelemeter(Telemeter, Tracer):
 
     async def _export(self, body: bytes, count: int) -> bool:
         """POST one request; True when it must be sent again later."""
+        import aiohttp  # (not at import time: every turnout process loads this plugin)
+
         if self._closed:
             return True
         if self._session is None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
-from turnout.api import WINDOW, AdminRoute, MetricsTree, Telemeter
+from turnout.api import WINDOW, AdminRequest, AdminResponse, AdminRoute, MetricsTree, Telemeter
 
 from .collector import TreeCollector
 from .config import DEFAULT_BUCKETS, PrometheusConfig
@@ -54,9 +53,9 @@ class PrometheusTelemeter(Telemeter):
         """One scrape: (body, content type)."""
         return self.collector.render_text(), CONTENT_TYPE
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: AdminRequest) -> AdminResponse:
         body, content_type = self.render()
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return AdminResponse(body=body, headers={"Content-Type": content_type})
 
     async def run(self) -> None:
         # fold histogram windows into the cumulative buckets more often than they rotate, so

@@ -18,9 +18,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from turnout.api import (
     BuildContext,
     Counter,
@@ -31,6 +30,9 @@ from turnout.api import (
     Tracer,
     option,
 )
+
+if TYPE_CHECKING:  # aiohttp is imported when spans are first sent
+    import aiohttp
 
 log = logging.getLogger("turnout.zipkin")
 
@@ -129,6 +131,8 @@ class ZipkinTelemeter(Telemeter, Tracer):
                 return
 
     async def _send(self, batch: list[Span]) -> bool:
+        import aiohttp  # (not at import time: every turnout process loads this plugin)
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         body = json.dumps([span_json(s) for s in batch], separators=(",", ":"))
