@@ -14,7 +14,6 @@ environment switches below apply by distribution *or* entry-point name:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata as md
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from .config.model import (
     TransformerConfig,
 )
 from .config.schema import ConfigObject
+from .entry_points import entry_points
 from .errors import PluginError
 from .namerd.config import DtabStoreConfig, NamerdInterfaceConfig
 from .registry import Provider, Registry
@@ -224,11 +224,8 @@ def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> list
     disabled = _switch(env, "TURNOUT_DISABLED_PLUGINS")
     seen: set[str] = set()
     infos: list[PluginInfo] = []
-    entry_points = sorted(md.entry_points(group=GROUP), key=lambda e: e.name)
-    for ep in entry_points:
-        dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+    for ep in sorted(entry_points(GROUP), key=lambda e: e.name):
+        dist_name, version = ep.dist_name, ep.version
         names = {ep.name} | ({dist_name} if dist_name is not None else set())
         seen |= names
         if only and not names & only:

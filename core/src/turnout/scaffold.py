@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 from . import __version__
@@ -199,6 +198,8 @@ def render_plugin(names: PluginNames) -> dict[str, str]:
         "dependencies": ", ".join(f'"{d}"' for d in dependencies),
         "turnout_version": __version__,
     }
+    from importlib.resources import files  # (tempfile, shutil...: only when writing a plugin)
+
     template = files("turnout").joinpath(TEMPLATES)
     common, own = template.joinpath("common"), template.joinpath(spec.name)
     body = own.joinpath("README.md.tmpl").read_text("utf-8")

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -268,6 +267,8 @@ def _load_chain(
             ctx.load_cert_chain(resolve(cert_path), key_file, password=no_password)
             return
         pem = _read(keys[0], cert_path).rstrip(b"\n") + b"\n" + _read(keys[2], intermediates_path)
+        import tempfile  # (shutil, bz2, lzma: only for this)
+
         with tempfile.TemporaryDirectory(prefix="turnout-tls-") as tmp:
             combined = os.path.join(tmp, "chain.pem")
             with open(combined, "wb") as f:

@@ -7,7 +7,6 @@ tracelog writes every sampled span to the log.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
@@ -15,6 +14,7 @@ from collections import deque
 from typing import Any, Literal
 
 from ..admin.http import AdminRequest, AdminResponse, json_response
+from ..admin.ui import escape
 from ..admin_routes import AdminRoute
 from ..config.model import TelemeterConfig
 from ..config.schema import option
@@ -97,9 +97,7 @@ class RecentRequests(Telemeter, Tracer):
                 r["traceId"],
             ]
             style = ' class="fail"' if r["status"] >= 500 or r["error"] else ""
-            rows.append(
-                f"<tr{style}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-            )
+            rows.append(f"<tr{style}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
         head = "".join(
             f"<th>{h}</th>"
             for h in (

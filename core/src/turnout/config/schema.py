@@ -25,7 +25,6 @@ kinds are all reported in one pass, each with its file position and dotted path.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -531,6 +530,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     lowered = {c.lower(): c for c in candidates}
     if word.lower() in lowered:
         return f" (did you mean '{lowered[word.lower()]}'?)"
+    import difflib  # (only when a key is wrong)
+
     match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +96,9 @@ class NamerdClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
+        import urllib.error  # (with http.client and email: not in a linker that never calls)
+        import urllib.request
+
         req = urllib.request.Request(
             self.base_url + target, data=body, method=method, headers=headers or {}
         )

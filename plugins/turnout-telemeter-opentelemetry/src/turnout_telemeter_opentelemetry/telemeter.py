@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
 import json
 import logging
@@ -446,6 +445,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if value.isdigit():
         return float(int(value))
     try:
+        import email.utils  # (only for a Retry-After date)
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
