@@ -49,7 +49,7 @@ def entry_points(group: str, path: Sequence[str] | None = None) -> list[EntryPoi
     """The entry points of ``group`` in the distributions on ``path`` (``sys.path``)."""
     entries = list(sys.path if path is None else path)
     if not all(_plain_directory(e) for e in entries):
-        return _from_importlib(group)
+        return _from_importlib(group, entries)
     found: list[EntryPoint] = []
     seen: set[str] = set()
     for entry in entries:
@@ -116,7 +116,7 @@ def _section(
     current = None
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(("#", ";")):
+        if not line or line.startswith("#"):
             continue
         if line.startswith("[") and line.endswith("]"):
             current = line[1:-1].strip()
@@ -129,19 +129,20 @@ def _section(
     return out
 
 
-def _from_importlib(group: str) -> list[EntryPoint]:
+def _from_importlib(group: str, path: list[str]) -> list[EntryPoint]:
     import importlib.metadata as md
 
-    out = []
-    for ep in md.entry_points(group=group):
-        dist = ep.dist
-        out.append(
-            EntryPoint(
-                ep.name,
-                ep.value,
-                group,
-                dist.metadata["Name"] if dist is not None else None,
-                dist.version if dist is not None else None,
-            )
+    out: list[EntryPoint] = []
+    seen: set[str] = set()
+    for dist in md.distributions(path=path):
+        name = dist.metadata["Name"]
+        key = _normalize(name or "")
+        if key in seen:
+            continue
+        seen.add(key)
+        out.extend(
+            EntryPoint(ep.name, ep.value, group, name, dist.version)
+            for ep in dist.entry_points
+            if ep.group == group
         )
     return out
