@@ -50,7 +50,7 @@ What is here, by the part of a plugin that needs it:
   :class:`RouteCache`, the classifier verdicts :data:`SUCCESS`, :data:`FAILURE`,
   :data:`RETRYABLE`, :data:`MAX_RETRIES`, :data:`MAX_REQUEUES`; the binding cache it
   routes with (:func:`core_router`, :class:`Router`, :class:`Route`, :class:`Client`,
-  :class:`Endpoint`, :class:`RouteError`, :class:`ClientPolicy`,
+  :class:`Endpoint`, :class:`RouteError`, :class:`ClientPolicy`, :func:`take_over_servers`,
   :data:`DEFAULT_POOL_IDLE_TIME_MS`) and the request dtab limits
   (:data:`MAX_REQUEST_DTAB_BYTES`, :data:`MAX_REQUEST_DTAB_ENTRIES`); tracing a request
   (:func:`tracing_of`, :class:`Tracing`, :class:`ServerTrace`, :data:`TRACE_HEADERS`);
@@ -213,6 +213,7 @@ from .router import (
     constant_backoff,
     decorrelated_jittered_backoff,
     equal_jittered_backoff,
+    take_over_servers,
 )
 from .router.policy import DEFAULT_POOL_IDLE_TIME_MS
 from .router.stack import (
@@ -397,5 +398,6 @@ __all__ = [
     "reconnect_backoff",
     "server_context",
     "split_metric_key",
+    "take_over_servers",
     "tracing_of",
 ]

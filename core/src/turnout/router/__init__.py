@@ -20,7 +20,7 @@ from .balancers import P2C, Aperture, Balancer, LeastLoaded, P2CPeakEwma, RoundR
 from .budget import RetryBudget
 from .endpoint import Endpoint
 from .policy import ClientPolicy, ServicePolicy, client_policy, service_policy
-from .routing import Client, Route, RouteError, Router, asyncio_time
+from .routing import Client, Route, RouteError, Router, asyncio_time, take_over_servers
 
 
 def balancer_for(policy: ClientPolicy) -> Balancer:
@@ -70,4 +70,5 @@ __all__ = [
     "decorrelated_jittered_backoff",
     "equal_jittered_backoff",
     "service_policy",
+    "take_over_servers",
 ]

@@ -779,3 +779,23 @@ class Router:
         self.clients.clear()
         self._route_counts.clear()
         self._unused.clear()
+
+
+def take_over_servers(new: list[Any], old: list[Any], runtime: Any) -> tuple[list[Any], list[Any]]:
+    """A reload (a protocol's ``start_from``): the servers of the new runtime, where each of
+    ``new`` whose address (``ip``, ``port``; not port 0) a running server of ``old`` has is
+    replaced by that server, told ``adopt(runtime, config)`` (it keeps its listening socket
+    and connections); and the servers moved. The caller removes the moved ones from the old
+    runtime and starts the others (those whose ``server`` is None)."""
+    by_address = {(s.ip, s.port): s for s in old if s.server is not None}
+    servers: list[Any] = []
+    moved: list[Any] = []
+    for server in new:
+        prior = by_address.pop((server.ip, server.port), None) if server.port else None
+        if prior is None:
+            servers.append(server)
+            continue
+        prior.adopt(runtime, server.config)
+        moved.append(prior)
+        servers.append(prior)
+    return servers, moved

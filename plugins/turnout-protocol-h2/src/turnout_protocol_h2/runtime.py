@@ -57,6 +57,7 @@ from turnout.api import (
     client_tls,
     core_router,
     server_context,
+    take_over_servers,
     tracing_of,
 )
 
@@ -1615,17 +1616,7 @@ class H2Router(RequestStack):
             on_endpoint=repoint,
         )
         await self.core.prebind(old.core)  # (old serves meanwhile)
-        by_address = {(s.ip, s.port): s for s in old.h2_servers if s.server is not None}
-        moved: list[H2Server] = []
-        servers: list[H2Server] = []
-        for server in self.h2_servers:
-            prior = by_address.pop((server.ip, server.port), None) if server.port else None
-            if prior is not None:
-                prior.adopt(self, server.config)
-                moved.append(prior)
-                servers.append(prior)
-            else:
-                servers.append(server)
+        servers, moved = take_over_servers(self.h2_servers, old.h2_servers, self)
         old.h2_servers = [s for s in old.h2_servers if s not in moved]
         self.h2_servers = servers
         self._open_access_log()

@@ -26,6 +26,7 @@ from turnout.api import (
     Tracing,
     accrual_for,
     balancer_for,
+    take_over_servers,
 )
 
 from . import tunnel
@@ -170,17 +171,7 @@ class HttpRouter(HttpAnswers):
             on_endpoint=self._repoint,
         )
         await self.core.prebind(old.core)  # (old serves meanwhile)
-        by_address = {(s.ip, s.port): s for s in old.server_runtimes if s.server is not None}
-        moved: list[ServerRuntime] = []
-        runtimes: list[ServerRuntime] = []
-        for server in self.server_runtimes:
-            prior = by_address.pop((server.ip, server.port), None) if server.port else None
-            if prior is not None:
-                prior.adopt(self, server.config)
-                moved.append(prior)
-                runtimes.append(prior)
-            else:
-                runtimes.append(server)
+        runtimes, moved = take_over_servers(self.server_runtimes, old.server_runtimes, self)
         old.server_runtimes = [s for s in old.server_runtimes if s not in moved]
         self.server_runtimes = runtimes
         for server in runtimes:
