@@ -292,6 +292,28 @@ def test_close_ends_idle_keep_alive_connections() -> None:
     assert asyncio.run(run()) == b""  # closed by the server
 
 
+def test_an_idle_connection_is_closed_after_the_idle_timeout_and_reuse_port_shares() -> None:
+    async def run() -> tuple[bytes, int, int]:
+        server = AdminHttpServer(
+            echo_app(), idle_timeout=0.3
+        )  # (admin.socketOptions.readTimeoutMs)
+        port = await server.start("127.0.0.1", 0, reuse_port=True, keep_alive=True)
+        twin = AdminHttpServer(echo_app(), idle_timeout=0.3)  # (either may get the connection)
+        twin_port = await twin.start("127.0.0.1", port, reuse_port=True)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # nothing sent: the server closes the connection (the default would wait 75 s)
+            rest = await asyncio.wait_for(reader.read(), 30)
+            writer.close()
+            return rest, port, twin_port
+        finally:
+            await server.close()
+            await twin.close()
+
+    rest, port, twin_port = asyncio.run(run())
+    assert rest == b"" and twin_port == port
+
+
 @pytest.mark.integration
 def test_a_started_linker_serves_its_admin_without_aiohttp(turnout_process, tmp_path) -> None:  # noqa: F811
     """The admin (with prometheus's and recentRequests' routes) answers, and neither aiohttp

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..admin_routes import AdminRoute, category
 from ..errors import BindingError, ParseError, TurnoutError
 from ..naming import Address, ConfiguredNamersInterpreter, Dtab, NameInterpreter, Path, delegate
-from .http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse
+from .http import IDLE_TIMEOUT, AdminApp, AdminHttpServer, AdminRequest, AdminResponse
 from .ui import ui_routes
 
 if TYPE_CHECKING:
@@ -121,8 +121,22 @@ class AdminServer:
         ssl_context = None
         if self.config.tls is not None:
             ssl_context, self.tls_watcher = admin_tls(self.config.tls, self.linker.metrics)
-        self.http = AdminHttpServer(self.app)
-        self.port = await self.http.start(self.config.ip, self.config.port, ssl_context)
+        opts = self.config.socket_options
+        if opts is None:
+            self.http = AdminHttpServer(self.app)
+            self.port = await self.http.start(self.config.ip, self.config.port, ssl_context)
+            return
+        idle = opts.read_timeout_ms / 1000 if opts.read_timeout_ms else IDLE_TIMEOUT
+        self.http = AdminHttpServer(self.app, idle_timeout=idle)
+        self.port = await self.http.start(
+            self.config.ip,
+            self.config.port,
+            ssl_context,
+            reuse_port=opts.reuse_port,
+            backlog=opts.backlog or 100,
+            no_delay=opts.no_delay,
+            keep_alive=opts.keep_alive,
+        )
 
     async def close(self) -> None:
         if self.tls_watcher is not None:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -391,19 +392,35 @@ class _BadRequest(Exception):
 class AdminHttpServer:
     """Serves an :class:`AdminApp` on one listening socket."""
 
-    def __init__(self, app: AdminApp) -> None:
+    def __init__(self, app: AdminApp, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.app = app
+        #: seconds a connection may wait for its next request, and a request for its bytes
+        self.idle_timeout = idle_timeout
+        self.no_delay, self.keep_alive = True, False  # (admin.socketOptions, set by start)
         self.server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        reuse_port: bool = False,
+        backlog: int = 100,
+        no_delay: bool = True,
+        keep_alive: bool = False,
+    ) -> int:
         """Listen on ``host:port`` (0: any free port); returns the port."""
+        self.no_delay, self.keep_alive = no_delay, keep_alive
         self.server = await asyncio.start_server(
             self._serve,
             host,
             port,
             reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=backlog,
             ssl=ssl_context,
             limit=MAX_HEAD,
         )
@@ -429,6 +446,10 @@ class AdminHttpServer:
         assert task is not None
         self._tasks.add(task)
         self._connections.add(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.no_delay))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(self.keep_alive))
         peer = writer.get_extra_info("peername")
         remote = peer[0] if isinstance(peer, tuple) and peer else None
         secure = writer.get_extra_info("sslcontext") is not None
@@ -436,7 +457,7 @@ class AdminHttpServer:
             while True:
                 try:
                     request = await asyncio.wait_for(
-                        self._read_request(reader, writer, remote, secure), IDLE_TIMEOUT
+                        self._read_request(reader, writer, remote, secure), self.idle_timeout
                     )
                 except _BadRequest as e:
                     await self._write(
