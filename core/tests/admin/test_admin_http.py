@@ -314,6 +314,32 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout_and_reuse_port_shar
     assert rest == b"" and twin_port == port
 
 
+def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout() -> None:
+    async def big(request: AdminRequest) -> AdminResponse:
+        return AdminResponse(body=b"x" * (32 * 1024 * 1024))
+
+    async def run() -> int:
+        app = AdminApp()
+        app.add_route("GET", "/big", big)
+        server = AdminHttpServer(app, write_timeout=0.5)  # (admin.socketOptions.writeTimeoutMs)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\n\r\n")  # and never read
+            for _ in range(300):  # the connection is dropped within a few seconds
+                await asyncio.sleep(0.1)
+                if not server._connections:
+                    break
+            left = len(server._connections)
+            sock.close()
+            return left
+        finally:
+            await server.close()
+
+    assert asyncio.run(run()) == 0
+
+
 @pytest.mark.integration
 def test_a_started_linker_serves_its_admin_without_aiohttp(turnout_process, tmp_path) -> None:  # noqa: F811
     """The admin (with prometheus's and recentRequests' routes) answers, and neither aiohttp

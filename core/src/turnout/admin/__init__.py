@@ -127,7 +127,8 @@ class AdminServer:
             self.port = await self.http.start(self.config.ip, self.config.port, ssl_context)
             return
         idle = opts.read_timeout_ms / 1000 if opts.read_timeout_ms else IDLE_TIMEOUT
-        self.http = AdminHttpServer(self.app, idle_timeout=idle)
+        write = opts.write_timeout_ms / 1000 if opts.write_timeout_ms else None
+        self.http = AdminHttpServer(self.app, idle_timeout=idle, write_timeout=write)
         self.port = await self.http.start(
             self.config.ip,
             self.config.port,

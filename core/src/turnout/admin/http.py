@@ -392,8 +392,12 @@ class _BadRequest(Exception):
 class AdminHttpServer:
     """Serves an :class:`AdminApp` on one listening socket."""
 
-    def __init__(self, app: AdminApp, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self, app: AdminApp, idle_timeout: float = IDLE_TIMEOUT, write_timeout: float | None = None
+    ) -> None:
         self.app = app
+        #: seconds a response may take to be written (a client that reads nothing), or None
+        self.write_timeout = write_timeout
         #: seconds a connection may wait for its next request, and a request for its bytes
         self.idle_timeout = idle_timeout
         self.no_delay, self.keep_alive = True, False  # (admin.socketOptions, set by start)
@@ -579,7 +583,11 @@ class AdminHttpServer:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
         writer.write(head if head_only or response.status == 304 else head + response.body)
-        await writer.drain()
+        try:
+            await asyncio.wait_for(writer.drain(), self.write_timeout)
+        except TimeoutError:
+            writer.transport.abort()  # (a client that reads nothing: its buffer is dropped)
+            raise
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
