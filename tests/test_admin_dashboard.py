@@ -105,6 +105,7 @@ def send(proc: Any, host: str) -> int | None:
             r.read()
             return r.status
     except urllib.error.HTTPError as e:
+        e.close()  # (it holds the response's socket: closed now, not by the collector)
         return e.code
     except (OSError, urllib.error.URLError):
         return None

@@ -57,6 +57,9 @@ def ready(proc: Any) -> bool:
     try:
         with urllib.request.urlopen(proc.admin_url + "/admin/ready", timeout=5) as r:
             return r.status == 200
+    except urllib.error.HTTPError as e:  # 503 while starting: close its socket now
+        e.close()
+        return False
     except (OSError, urllib.error.URLError):
         return False
 

@@ -145,6 +145,9 @@ class TurnoutProcess:
         try:
             with urllib.request.urlopen(self.admin_url + "/admin/ping", timeout=1) as r:
                 return bool(r.status == 200)
+        except urllib.error.HTTPError as e:
+            e.close()  # (it holds the response's socket: closed now, not by the collector)
+            return False
         except (OSError, urllib.error.URLError):
             return False
 
