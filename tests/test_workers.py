@@ -111,6 +111,9 @@ def test_two_workers_serve_one_port_and_the_admin_sums_them(
     found = workers(proc, worker_pids)
     assert [w["index"] for w in found] == [0, 1] and all(w["state"] == "ready" for w in found)
     assert len({w["pid"] for w in found} | {proc.pid}) == 3  # two workers, one supervisor
+    for pid in [proc.pid, *(w["pid"] for w in found)]:  # (no web framework anywhere: 16 MB)
+        with open(f"/proc/{pid}/maps") as f:
+            assert "/aiohttp/" not in f.read(), f"pid {pid} has aiohttp loaded"
 
     sent = 300
     statuses = [get(port) for _ in range(sent)]  # new connections: the kernel spreads them

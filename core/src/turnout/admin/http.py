@@ -347,7 +347,7 @@ class AdminApp:
             m = route.pattern.fullmatch(path)
             if m is None:
                 continue
-            if route.method == method or (route.method == "GET" and method == "HEAD"):
+            if route.method in (method, "*") or (route.method == "GET" and method == "HEAD"):
                 return route, m.groupdict(), []
             allowed.append(route.method)
         return None, {}, allowed
@@ -615,3 +615,51 @@ def _wants_close(request: AdminRequest) -> bool:
     if request.version == "HTTP/1.0":
         return "keep-alive" not in tokens
     return "close" in tokens
+
+
+async def fetch(
+    host: str,
+    port: int,
+    method: str,
+    target: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    timeout: float = 15.0,
+) -> AdminResponse:
+    """One request to an admin server (a worker's, from the supervisor of ``workers: N``) on a
+    new connection, ``Connection: close``; the response (its body by ``Content-Length``, else
+    until the server closes). Raises OSError (TimeoutError on ``timeout``) or ValueError for a
+    response that is not HTTP/1.x."""
+
+    async def exchange() -> AdminResponse:
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+        try:
+            lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
+            for name, value in (headers or {}).items():
+                if name.lower() not in ("host", "connection", "content-length"):
+                    lines.append(f"{name}: {value}")
+            lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            writer.write("\r\n".join(lines).encode("latin-1") + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise ValueError(f"not an HTTP/1.x response: {status_line[:80]!r}")
+            pairs = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in header_lines)]
+            got = MultiMap(pairs, fold=True)
+            length = got.get("Content-Length")
+            if method == "HEAD" or parts[1] in ("204", "304"):
+                data = b""
+            elif length is not None and length.isdigit():
+                data = await reader.readexactly(int(length))
+            else:
+                data = await reader.read()
+            return AdminResponse(status=int(parts[1]), body=data, headers=dict(pairs))
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+        raise ConnectionError(f"{host}:{port}: the response ended early ({e})") from None

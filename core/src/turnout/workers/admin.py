@@ -32,10 +32,8 @@ import urllib.parse
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import web
-
 from ..admin import AdminServer
+from ..admin.http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse, fetch
 from ..errors import TurnoutError
 from ..metrics import Key, MetricsTree
 
@@ -74,13 +72,11 @@ class SupervisorAdmin:
         verdict: bool = AdminServer.allowed(gate, path, declared)
         return verdict
 
-    def cross_site(self, request: web.Request) -> str | None:
+    def cross_site(self, request: AdminRequest) -> str | None:
         """Why a state-changing request must be refused as cross-site (a single turnout's
         rule, :meth:`turnout.admin.AdminServer.cross_site`), or None."""
         gate: Any = self  # (it reads _own_names)
-        # (it reads the headers and host, which aiohttp's request has as the admin's does)
-        same: Any = request
-        reason: str | None = AdminServer.cross_site(gate, same)
+        reason: str | None = AdminServer.cross_site(gate, request)
         return reason
 
     def __init__(self, supervisor: Supervisor) -> None:
@@ -101,90 +97,73 @@ class SupervisorAdmin:
         self._allow = [re.compile(p) for p in sec.path_whitelist]
         self._deny = [re.compile(p) for p in sec.path_blacklist]
         self._own_names = {"localhost", socket.gethostname().lower(), self.config.ip.lower()}
-        self.app = web.Application(middlewares=[self._security])
-        r = self.app.router
-        r.add_get("/admin/metrics.json", self.metrics_json)
-        r.add_get("/metrics.json", self.metrics_json)
-        r.add_get("/admin/workers.json", self.workers_json)
-        r.add_get("/admin/ready", self.ready)
-        r.add_get("/admin/live", self.live)
-        r.add_get("/admin/ping", self.ping)
-        r.add_post("/admin/shutdown", self.shutdown)
-        r.add_post("/admin/reload", self.reload)
-        r.add_get("/admin/config/status", self.config_status)
-        r.add_route("*", "/{tail:.*}", self.proxy)
-        self.runner: web.AppRunner | None = None
+        self.app = AdminApp(before=self._security)
+        r = self.app.add_route
+        r("GET", "/admin/metrics.json", self.metrics_json)
+        r("GET", "/metrics.json", self.metrics_json)
+        r("GET", "/admin/workers.json", self.workers_json)
+        r("GET", "/admin/ready", self.ready)
+        r("GET", "/admin/live", self.live)
+        r("GET", "/admin/ping", self.ping)
+        r("POST", "/admin/shutdown", self.shutdown)
+        r("POST", "/admin/reload", self.reload)
+        r("GET", "/admin/config/status", self.config_status)
+        r("*", "/{tail:.*}", self.proxy)
+        self.http: AdminHttpServer | None = None
         self.tls_watcher: Any = None
-        self.session: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=15), auto_decompress=False
-        )
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self.runner.setup()
         ssl_context = None
         if self.config.tls is not None:
             from ..admin import admin_tls
 
             ssl_context, self.tls_watcher = admin_tls(self.config.tls, self.supervisor.metrics)
-        site = web.TCPSite(
-            self.runner,
-            self.config.ip,
-            self.config.port,
-            reuse_address=True,
-            ssl_context=ssl_context,
-        )
+        self.http = AdminHttpServer(self.app)
         try:
-            await site.start()
+            self.port = await self.http.start(self.config.ip, self.config.port, ssl_context)
         except OSError as e:
             await self.close()
             raise TurnoutError(
                 f"the admin server ({self.config.ip}:{self.config.port}) cannot listen: {e}; "
                 "choose another admin port, or stop what holds it"
             ) from e
-        server: Any = site._server  # (aiohttp keeps the asyncio server there)
-        self.port = int(server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
         if self.tls_watcher is not None:
             self.tls_watcher.stop()
             self.tls_watcher = None
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
 
     # -- security (a single turnout's rules: AdminServer.allowed and cross_site) ----------
-    @web.middleware
-    async def _security(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    def _security(self, request: AdminRequest, route: str | None) -> AdminResponse | None:
         own = self._categories.get(request.path)
-        if own is not None:
-            if not self.allowed(request.path, own):
-                raise web.HTTPNotFound()
-            if request.method not in ("GET", "HEAD", "OPTIONS"):
-                refused = self.cross_site(request)
-                if refused is not None:
-                    log.warning("refused %s %s: %s", request.method, request.path, refused)
-                    return web.Response(status=403, text=f"cross-site request refused: {refused}\n")
-        response: web.StreamResponse = await handler(request)
-        return response
+        if own is None:
+            return None  # forwarded: the worker applies the rules
+        if not self.allowed(request.path, own):
+            return AdminResponse(status=404, text="404: Not Found")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            refused = self.cross_site(request)
+            if refused is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, refused)
+                return AdminResponse(status=403, text=f"cross-site request refused: {refused}\n")
+        return None
 
     # -- workers ---------------------------------------------------------------------------
-    def _url(self, slot: Slot, path_qs: str) -> str:
-        return f"http://127.0.0.1:{slot.admin_port}{path_qs}"
+    async def _get(
+        self, slot: Slot, method: str, path_qs: str, timeout: float = 15.0, **kw: Any
+    ) -> AdminResponse:
+        """One request to ``slot``'s own admin port (loopback); OSError or ValueError when it
+        does not answer."""
+        assert slot.admin_port is not None
+        return await fetch("127.0.0.1", slot.admin_port, method, path_qs, timeout=timeout, **kw)
 
     async def worker_ready(self, slot: Slot) -> bool:
-        assert self.session is not None
         try:
-            async with self.session.get(
-                self._url(slot, "/admin/ready"), timeout=aiohttp.ClientTimeout(total=2)
-            ) as r:
-                return r.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            return (await self._get(slot, "GET", "/admin/ready", timeout=2)).status == 200
+        except (OSError, ValueError):
             return False
 
     def _answering(self) -> list[Slot]:
@@ -193,23 +172,22 @@ class SupervisorAdmin:
         return sorted(slots, key=lambda s: (s.state != "ready", s.index))
 
     async def _raw(self, slot: Slot) -> list[list[Any]] | None:
-        assert self.session is not None
         try:
-            async with self.session.get(self._url(slot, "/admin/metrics/raw.json")) as r:
-                if r.status != 200:
-                    return None
-                data: list[list[Any]] = json.loads(await r.read())
-                return data
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            r = await self._get(slot, "GET", "/admin/metrics/raw.json")
+            if r.status != 200:
+                return None
+            data: list[list[Any]] = json.loads(r.body)
+            return data
+        except (OSError, ValueError):
             return None
 
     # -- handlers --------------------------------------------------------------------------
-    async def metrics_json(self, request: web.Request) -> web.StreamResponse:
+    async def metrics_json(self, request: AdminRequest) -> AdminResponse:
         worker = request.query.get("worker")
         if worker is not None:
             slot = self._slot(worker)
             if slot is None:
-                return web.Response(status=404, text=f"no running worker {worker!r}\n")
+                return AdminResponse(status=404, text=f"no running worker {worker!r}\n")
             query = [(k, v) for k, v in request.query.items() if k != "worker"]
             path = request.path + ("?" + urllib.parse.urlencode(query) if query else "")
             return await self._forward(request, slot, path)
@@ -219,9 +197,7 @@ class SupervisorAdmin:
             gauge_max,
         )
         view: Any = SimpleNamespace(linker=SimpleNamespace(metrics=merged))
-        same: Any = request  # (it reads the query, which aiohttp's request has as the admin's)
-        answer = await AdminServer.metrics_json(view, same)
-        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+        return await AdminServer.metrics_json(view, request)
 
     def _slot(self, index: str) -> Slot | None:
         for slot in self.supervisor.slots:
@@ -229,87 +205,78 @@ class SupervisorAdmin:
                 return slot
         return None
 
-    async def workers_json(self, request: web.Request) -> web.Response:
-        return web.json_response([s.as_json() for s in self.supervisor.slots])
+    async def workers_json(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse.json([s.as_json() for s in self.supervisor.slots])
 
-    async def ready(self, request: web.Request) -> web.Response:
+    async def ready(self, request: AdminRequest) -> AdminResponse:
         slots = [s for s in self.supervisor.slots if s.state != "failed"]
         if self.supervisor.stopping:
-            return web.Response(status=503, text="draining")
+            return AdminResponse(status=503, text="draining")
         if slots and all(s.state == "ready" for s in slots):
-            return web.Response(text="ready")
-        return web.Response(status=503, text="starting")
+            return AdminResponse(text="ready")
+        return AdminResponse(status=503, text="starting")
 
-    async def live(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def live(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="ok")
 
-    async def ping(self, request: web.Request) -> web.Response:
-        return web.Response(text="pong")
+    async def ping(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse(text="pong")
 
-    async def shutdown(self, request: web.Request) -> web.Response:
+    async def shutdown(self, request: AdminRequest) -> AdminResponse:
         asyncio.get_running_loop().call_soon(self.supervisor.request_stop)
-        return web.Response(text="shutting down\n")
+        return AdminResponse(text="shutting down\n")
 
     async def reload_worker(self, slot: Slot) -> dict[str, Any]:
         """``POST /admin/reload`` to one worker: its reload status (``status`` ``ok`` or
         ``failed``, ``errors``), or ``failed`` with why it did not answer."""
-        assert self.session is not None
         try:
-            async with self.session.post(
-                self._url(slot, "/admin/reload"), timeout=aiohttp.ClientTimeout(total=60)
-            ) as r:
-                status: dict[str, Any] = json.loads(await r.read())
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            r = await self._get(slot, "POST", "/admin/reload", timeout=60)
+            status: dict[str, Any] = json.loads(r.body)
+        except (OSError, ValueError) as e:
             status = {"status": "failed", "errors": [f"worker {slot.index}: {e}"]}
         status["worker"] = slot.index
         return status
 
-    async def reload(self, request: web.Request) -> web.Response:
+    async def reload(self, request: AdminRequest) -> AdminResponse:
         """Every worker reloads; 200 when all applied the new configuration, else 400 with
         each worker's errors."""
         ok, results = await self.supervisor.reload()
-        return web.json_response(
+        return AdminResponse.json(
             {"status": "ok" if ok else "failed", "workers": results}, status=200 if ok else 400
         )
 
-    async def config_status(self, request: web.Request) -> web.Response:
+    async def config_status(self, request: AdminRequest) -> AdminResponse:
         """The first worker's ``/admin/config/status`` and, under ``workers``, every worker's."""
-        assert self.session is not None
         statuses = []
         for slot in self._answering():
             try:
-                async with self.session.get(self._url(slot, "/admin/config/status")) as r:
-                    status: dict[str, Any] = json.loads(await r.read())
-            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+                r = await self._get(slot, "GET", "/admin/config/status")
+                status: dict[str, Any] = json.loads(r.body)
+            except (OSError, ValueError) as e:
                 status = {"status": "unknown", "errors": [str(e)]}
             status["worker"] = slot.index
             statuses.append(status)
         if not statuses:
-            return web.Response(status=503, text="no worker is running\n")
-        return web.json_response({**statuses[0], "workers": statuses})
+            return AdminResponse(status=503, text="no worker is running\n")
+        return AdminResponse.json({**statuses[0], "workers": statuses})
 
-    async def proxy(self, request: web.Request) -> web.StreamResponse:
+    async def proxy(self, request: AdminRequest) -> AdminResponse:
         slots = self._answering()
         if not slots:
-            return web.Response(status=503, text="no worker is running\n")
+            return AdminResponse(status=503, text="no worker is running\n")
         return await self._forward(request, slots[0], request.path_qs)
 
-    async def _forward(self, request: web.Request, slot: Slot, path_qs: str) -> web.StreamResponse:
-        assert self.session is not None
+    async def _forward(self, request: AdminRequest, slot: Slot, path_qs: str) -> AdminResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        body = await request.read() if request.can_read_body else None
+        if request.headers.get("Content-Encoding"):
+            headers["Content-Encoding"] = request.headers["Content-Encoding"]
         try:
-            async with self.session.request(
-                request.method,
-                self._url(slot, path_qs),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-            ) as r:
-                payload = await r.read()
-                out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP_BY_HOP}
-                if r.headers.get("Content-Encoding"):
-                    out["Content-Encoding"] = r.headers["Content-Encoding"]
-                return web.Response(status=r.status, body=payload, headers=out)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            return web.Response(status=502, text=f"worker {slot.index} did not answer: {e}\n")
+            r = await self._get(
+                slot, request.method, path_qs, headers=headers, body=await request.read()
+            )
+        except (OSError, ValueError) as e:
+            return AdminResponse(status=502, text=f"worker {slot.index} did not answer: {e}\n")
+        out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if r.headers.get("Content-Encoding"):
+            out["Content-Encoding"] = r.headers["Content-Encoding"]
+        return AdminResponse(status=r.status, body=r.body, headers=out)
