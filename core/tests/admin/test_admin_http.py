@@ -215,6 +215,13 @@ def test_http_1_0_closes_unless_keep_alive() -> None:
         echo_app(), b"GET /echo/a.json HTTP/1.0\r\n\r\nGET /echo/b.json HTTP/1.0\r\n\r\n"
     )
     assert [s for s, _, _ in responses(raw)] == [200]
+    raw = exchange(
+        echo_app(),
+        b"GET /echo/a.json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /echo/b.json HTTP/1.0\r\n\r\n",
+    )
+    (s1, h1, _), (s2, h2, _) = responses(raw)
+    assert (s1, h1["connection"], s2, h2["connection"]) == (200, "keep-alive", 200, "close")
 
 
 def test_aiohttp_responses_and_exceptions_of_a_plugin_handler_are_served() -> None:

@@ -452,8 +452,11 @@ class AdminHttpServer:
         self._connections.add(writer)
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.no_delay))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(self.keep_alive))
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.no_delay))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(self.keep_alive))
+            except OSError:  # (the connection is already gone: the read below finds out)
+                pass
         peer = writer.get_extra_info("peername")
         remote = peer[0] if isinstance(peer, tuple) and peer else None
         secure = writer.get_extra_info("sslcontext") is not None
@@ -475,6 +478,8 @@ class AdminHttpServer:
                     return
                 response = await self.app.handle(request)
                 close = _wants_close(request)
+                if not close and request.version == "HTTP/1.0":  # (it asked to keep it)
+                    response.headers.setdefault("Connection", "keep-alive")
                 await self._write(writer, response, request.method == "HEAD", close)
                 if close:
                     return
