@@ -4,80 +4,25 @@ subprocess, killed at teardown) and the API helpers."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from turnout.testing import die_with_parent, http_request, port_open
+from turnout.testing import http_request, process
 from turnout.testing.pytest_plugin import disco_dir, recording_backend, turnout_process
 
 __all__ = ["disco_dir", "namerd_process", "recording_backend", "turnout_process"]
 
 
-class NamerdProcess:
-    """``python -m turnout namerd <config>``; ready when the admin answers and the API port
-    accepts connections."""
+class NamerdProcess(process.NamerdProcess):
+    """The testing kit's namerd process, with its admin and API ports and helpers for the
+    API."""
 
     def __init__(self, config: str, workdir: Path, admin_port: int, api_port: int) -> None:
-        self.config = config
-        self.workdir = workdir
+        super().__init__(config, workdir, [api_port, admin_port])
         self.admin_port = admin_port
         self.api_port = api_port
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "namerd.yaml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "namerd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> NamerdProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "turnout", "namerd", str(self.config_path)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-        deadline = time.monotonic() + timeout
-        while not (
-            port_open("127.0.0.1", self.api_port) and port_open("127.0.0.1", self.admin_port)
-        ):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"namerd exited at start:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"namerd not ready in {timeout}s:\n{self.log()}")
-            time.sleep(0.05)
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
     # -- the API ---------------------------------------------------------------------------
     def request(

@@ -6,10 +6,6 @@ is refused."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +14,9 @@ import pytest
 import yaml
 from turnout.testing import (
     DiscoDir,
-    die_with_parent,
+    NamerdProcess,
     free_port,
     http_request,
-    port_open,
     wait_until,
 )
 from turnout_namer_consul.testing import ConsulDouble
@@ -30,38 +25,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 
 
 @pytest.fixture
-def namerd(tmp_path: Path) -> Iterator[Callable[[str, int], subprocess.Popen[bytes]]]:
+def namerd(tmp_path: Path) -> Iterator[Callable[[str, int], NamerdProcess]]:
     """``namerd(config_yaml, api_port)``: ``python -m turnout namerd`` (killed at teardown)."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+    started: list[NamerdProcess] = []
 
-    def start(config: str, api_port: int) -> subprocess.Popen[bytes]:
-        path = tmp_path / f"namerd-{len(started)}.yaml"
-        path.write_text(config)
-        log = path.with_suffix(".log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "turnout", "namerd", str(path)],
-                cwd=tmp_path,
-                env=env,
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-        started.append((proc, log))
-        assert wait_until(
-            lambda: port_open("127.0.0.1", api_port) or proc.poll() is not None, timeout=30
-        ), log.read_text()
-        assert proc.poll() is None, log.read_text()
-        return proc
+    def start(config: str, api_port: int) -> NamerdProcess:
+        proc = NamerdProcess(config, tmp_path / f"namerd-{len(started)}", [api_port])
+        started.append(proc)
+        return proc.start()
 
     yield start
-    for proc, log in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        print(f"--- {log} ---\n{log.read_text(errors='replace')}")
+    for proc in started:
+        proc.kill()
+        print(f"--- {proc.log_path} ---\n{proc.log()}")
 
 
 def linker_yaml(api: int) -> str:

@@ -41,6 +41,7 @@ from .net import (
 )
 from .nginx import NginxBackend
 from .process import (
+    NamerdProcess,
     RssSampler,
     TurnoutProcess,
     die_with_parent,
@@ -52,6 +53,7 @@ from .process import (
 __all__ = [
     "CLOSE",
     "DiscoDir",
+    "NamerdProcess",
     "NginxBackend",
     "RawClient",
     "RecordedConnection",

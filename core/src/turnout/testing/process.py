@@ -225,6 +225,77 @@ class TurnoutProcess:
         return proc_kib(self.pid, "VmHWM")
 
 
+class NamerdProcess:
+    """``python -m turnout namerd <config>`` in ``workdir`` (its log in ``namerd.log``); ready
+    when every one of ``ports`` (its admin and interface ports) accepts connections. ``env``
+    is added to the environment (the caller's ``TURNOUT_*`` variables are not passed)."""
+
+    def __init__(
+        self,
+        config: str,
+        workdir: Path,
+        ports: Sequence[int],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.ports = list(ports)
+        self.env = dict(env or {})
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "namerd.yaml"
+        self.config_path.write_text(config)
+        self.log_path = workdir / "namerd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> NamerdProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "turnout", "namerd", str(self.config_path)],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + timeout
+        while not all(port_open(LOCALHOST, p) for p in self.ports):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"namerd exited at start:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"namerd not ready in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait (killed if it does not exit in ``timeout``); the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signals.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 def die_with_parent() -> None:
     """``preexec_fn`` for test subprocesses: on Linux, the child gets SIGKILL when the test
     process dies, so that no server outlives a crashed or killed test run."""
