@@ -6,15 +6,12 @@ is refused."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from turnout.testing import (
     DiscoDir,
-    NamerdProcess,
     free_port,
     http_request,
     wait_until,
@@ -22,22 +19,6 @@ from turnout.testing import (
 from turnout_namer_consul.testing import ConsulDouble
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def namerd(tmp_path: Path) -> Iterator[Callable[[str, int], NamerdProcess]]:
-    """``namerd(config_yaml, api_port)``: ``python -m turnout namerd`` (killed at teardown)."""
-    started: list[NamerdProcess] = []
-
-    def start(config: str, api_port: int) -> NamerdProcess:
-        proc = NamerdProcess(config, tmp_path / f"namerd-{len(started)}", [api_port])
-        started.append(proc)
-        return proc.start()
-
-    yield start
-    for proc in started:
-        proc.kill()
-        print(f"--- {proc.log_path} ---\n{proc.log()}")
 
 
 def linker_yaml(api: int) -> str:
@@ -73,7 +54,7 @@ def api(port: int, method: str, target: str, body: bytes | None = None, **header
 
 
 def test_a_put_through_namerd_changes_the_routing(
-    namerd: Any,
+    namerd_process: Any,
     turnout_process: Any,
     recording_backend: Any,
     disco_dir: DiscoDir,
@@ -85,7 +66,7 @@ def test_a_put_through_namerd_changes_the_routing(
     try:
         double.call(lambda s: s.state.kv_put("namerd/dtabs/default", b"/svc/web=>/#/io.l5d.fs/a"))
         port = free_port()
-        namerd(
+        namerd_process(
             yaml.safe_dump(
                 {
                     "admin": {"port": free_port()},

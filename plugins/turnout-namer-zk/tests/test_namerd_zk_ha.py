@@ -18,10 +18,6 @@ fixture, linkers by ``turnout_process``, namerds here).
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from turnout.testing import DiscoDir, die_with_parent, free_port, http_request, wait_until
+from turnout.testing import DiscoDir, NamerdProcess, free_port, http_request, wait_until
 from turnout_namer_zk.testing import ZooKeeperEnsemble, ZooKeeperServer
 
 ZkServers = ZooKeeperEnsemble | ZooKeeperServer
@@ -40,61 +36,18 @@ TO_A = "/svc/web => /#/io.l5d.fs/a"
 TO_B = "/svc/web => /#/io.l5d.fs/b"
 
 
-class Namerd:
-    """``python -m turnout namerd <config>``: ready when its API and admin ports accept."""
+class Namerd(NamerdProcess):
+    """The testing kit's namerd process: ready when its API answers (its store reached)."""
 
     def __init__(self, config: str, workdir: Path, admin_port: int, api_port: int) -> None:
-        self.workdir, self.admin_port, self.api_port = workdir, admin_port, api_port
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "namerd.yaml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "namerd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(config, workdir, [api_port, admin_port])
+        self.admin_port, self.api_port = admin_port, api_port
 
-    def start(self, timeout: float = 30.0) -> Namerd:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "turnout", "namerd", str(self.config_path)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-        ready = wait_until(
-            lambda: self.proc is not None and (self.proc.poll() is not None or self.answers()),
-            timeout=timeout,
-        )
-        if not ready or self.proc.poll() is not None:
-            self.kill()
-            raise RuntimeError(f"namerd not ready in {timeout}s:\n{self.log()}")
-        return self
-
-    def answers(self) -> bool:
+    def ready(self) -> bool:
         try:
             return self.request("GET", "/api/1/dtabs").status == 200
         except OSError:
             return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM by PID, SIGKILL after ``timeout``."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
     def request(self, method: str, target: str, body: bytes | None = None, **headers: str) -> Any:
         all_headers = {"Host": f"127.0.0.1:{self.api_port}", **headers}

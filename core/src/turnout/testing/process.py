@@ -266,7 +266,7 @@ class NamerdProcess:
                 preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
-        while not all(port_open(LOCALHOST, p) for p in self.ports):
+        while not self.ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"namerd exited at start:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -274,6 +274,11 @@ class NamerdProcess:
                 raise RuntimeError(f"namerd not ready in {timeout}s:\n{self.log()}")
             time.sleep(0.05)
         return self
+
+    def ready(self) -> bool:
+        """Whether the started namerd is ready (every one of ``ports`` accepts); a subclass
+        may wait for more (its API answering)."""
+        return all(port_open(LOCALHOST, p) for p in self.ports)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

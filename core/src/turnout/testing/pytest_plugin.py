@@ -19,9 +19,9 @@ import pytest
 from .backend import RecordingBackend
 from .fs import DiscoDir
 from .nginx import NginxBackend
-from .process import TurnoutProcess
+from .process import NamerdProcess, TurnoutProcess
 
-__all__ = ["disco_dir", "nginx_backend", "recording_backend", "turnout_process"]
+__all__ = ["disco_dir", "namerd_process", "nginx_backend", "recording_backend", "turnout_process"]
 
 TurnoutFactory = Callable[..., TurnoutProcess]
 NginxFactory = Callable[..., NginxBackend]
@@ -50,6 +50,24 @@ def turnout_process(tmp_path: Path) -> Iterator[TurnoutFactory]:
         log = proc.log()
         if log:
             print(f"--- turnout log ({proc.workdir}) ---\n{log}")
+
+
+@pytest.fixture
+def namerd_process(tmp_path: Path) -> Iterator[Callable[..., NamerdProcess]]:
+    """``namerd_process(yaml_text, *ports, env=None)``: a started :class:`NamerdProcess`
+    (ready when every one of ``ports`` accepts) in its own directory under ``tmp_path``.
+    Killed at teardown; its log is printed (pytest shows it when the test failed)."""
+    started: list[NamerdProcess] = []
+
+    def factory(config: str, *ports: int, env: dict[str, str] | None = None) -> NamerdProcess:
+        proc = NamerdProcess(config, tmp_path / f"namerd-{len(started)}", ports, env)
+        started.append(proc)
+        return proc.start()
+
+    yield factory
+    for proc in started:
+        proc.kill()
+        print(f"--- namerd log ({proc.workdir}) ---\n{proc.log()}")
 
 
 @pytest.fixture
