@@ -33,6 +33,75 @@ def _json(data: Any, status: int = 200, pretty: bool = False) -> AdminResponse:
     return AdminResponse(text=text, status=status, content_type="application/json")
 
 
+class AdminGate:
+    """``admin.security``: which paths are served (categories and path lists, Linkerd's
+    SecurityFilter) and which state-changing requests are refused as cross-site. One per admin
+    server: a linker's and the supervisor's of ``workers: N``."""
+
+    def __init__(self, config: Any, categories: dict[str, str] | None = None) -> None:
+        self.config = config
+        #: the declared security category of each route path
+        self.categories: dict[str, str] = dict(categories or {})
+        sec = config.security
+        self.allow = [re.compile(p) for p in sec.path_whitelist]
+        self.deny = [re.compile(p) for p in sec.path_blacklist]
+        #: host names a browser may use for a state-changing request (see cross_site)
+        self.own_names = {"localhost", socket.gethostname().lower(), config.ip.lower()}
+
+    def allowed(self, path: str, declared: str | None = None) -> bool:
+        """Whether ``admin.security`` lets ``path`` be served: its category (``declared``,
+        else the route's, else Linkerd's rules) enabled and the path not blacklisted, or
+        the category disabled and the path whitelisted."""
+        sec = self.config.security
+        cat = declared or self.categories.get(path) or category(path)
+        enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
+            cat, sec.diagnostics_enabled
+        )
+        # Linkerd's SecurityFilter: a pattern must match the whole path
+        return (enabled and not any(p.fullmatch(path) for p in self.deny)) or (
+            not enabled and any(p.fullmatch(path) for p in self.allow)
+        )
+
+    def cross_site(self, request: AdminRequest) -> str | None:
+        """Why a state-changing request must be refused as coming from another site (a
+        page that posts to the admin, or a DNS-rebinding one), or None.
+
+        Browsers say where a request comes from (``Sec-Fetch-Site``, ``Origin``); clients that
+        are not browsers (curl, scripts) send neither and are not affected. A browser request
+        must come from the admin's own origin, reached by an address that DNS cannot rebind:
+        an IP literal, ``localhost``, this machine's name, or the configured ``admin.ip``.
+        """
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            return f"a {site} request"
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        host = request.host.lower()
+        if origin.lower() != f"http://{host}":
+            return f"origin {origin} is not this admin server (http://{host})"
+        try:  # the Host header: host, host:port, [v6] or [v6]:port
+            name = Address.parse(host, default_port=80).host
+        except ValueError:
+            return f"the admin was reached as {host!r}, which is not a host name"
+        if name not in self.own_names and not _ip_literal(name):
+            return f"the admin was reached as {name!r}, a name that is not this machine's"
+        return None
+
+    def check(self, request: AdminRequest, declared: str | None) -> AdminResponse | None:
+        """The answer to send instead of serving ``request`` (its path's category
+        ``declared``, else Linkerd's): 404 when ``admin.security`` hides the path, 403 for a
+        cross-site state-changing request; None to serve it."""
+        if not self.allowed(request.path, declared):
+            return AdminResponse(status=404, text="404: Not Found")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            refused = self.cross_site(request)
+            if refused is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, refused)
+                return AdminResponse(status=403, text=f"cross-site request refused: {refused}\n")
+        return None
+
+
 class AdminServer:
     """Serves the admin endpoints of one :class:`~turnout.linker.Linker`."""
 
@@ -55,19 +124,14 @@ class AdminServer:
             r for r in self._builtin_routes() if (r.method, r.path) not in replaced
         ]
         self.routes.extend(added)
-        self._categories: dict[str, str] = {}
+        self.gate = AdminGate(self.config)
         for route in self.routes:
             self.app.add_route(route.method, route.path, route.handler)
-            self._categories.setdefault(route.path, route.category)
+            self.gate.categories.setdefault(route.path, route.category)
         #: the routes each telemeter added (by id), removed with it by a reload
         self._telemeter_routes: dict[int, list[AdminRoute]] = {}
         for telemeter in linker.telemeters:
             self.add_telemeter(telemeter)
-        sec = self.config.security
-        self._allow = [re.compile(p) for p in sec.path_whitelist]
-        self._deny = [re.compile(p) for p in sec.path_blacklist]
-        #: host names a browser may use for a state-changing request (see cross_site)
-        self._own_names = {"localhost", socket.gethostname().lower(), self.config.ip.lower()}
 
     def _builtin_routes(self) -> list[AdminRoute]:
         r = AdminRoute
@@ -105,7 +169,7 @@ class AdminServer:
         for route in routes:
             self.routes.append(route)
             self.app.add_route(route.method, route.path, route.handler)
-            self._categories.setdefault(route.path, route.category)
+            self.gate.categories.setdefault(route.path, route.category)
 
     def remove_telemeter(self, telemeter: Telemeter) -> None:
         """Stop serving the routes ``telemeter`` added (a reload removed or changed it)."""
@@ -113,9 +177,9 @@ class AdminServer:
         ids = {id(r) for r in routes}
         self.routes = [r for r in self.routes if id(r) not in ids]
         self.app.remove_routes({id(r.handler) for r in routes})
-        self._categories = {}
+        self.gate.categories = {}
         for route in self.routes:
-            self._categories.setdefault(route.path, route.category)
+            self.gate.categories.setdefault(route.path, route.category)
 
     async def start(self) -> None:
         ssl_context = None
@@ -147,59 +211,18 @@ class AdminServer:
             await self.http.close()
             self.http = None
 
-    # -- security --------------------------------------------------------------------------
+    # -- security (admin.security: see AdminGate) ------------------------------------------
     def allowed(self, path: str, declared: str | None = None) -> bool:
-        """Whether ``admin.security`` lets ``path`` be served: its category (``declared``,
-        else the route's, else Linkerd's rules) enabled and the path not blacklisted, or
-        the category disabled and the path whitelisted."""
-        sec = self.config.security
-        cat = declared or self._categories.get(path) or category(path)
-        enabled = {"ui": sec.ui_enabled, "control": sec.control_enabled}.get(
-            cat, sec.diagnostics_enabled
-        )
-        # Linkerd's SecurityFilter: a pattern must match the whole path
-        return (enabled and not any(p.fullmatch(path) for p in self._deny)) or (
-            not enabled and any(p.fullmatch(path) for p in self._allow)
-        )
+        return self.gate.allowed(path, declared)
 
     def cross_site(self, request: AdminRequest) -> str | None:
-        """Why a state-changing request must be refused as coming from another site (a
-        page that posts to the admin, or a DNS-rebinding one), or None.
-
-        Browsers say where a request comes from (``Sec-Fetch-Site``, ``Origin``); clients that
-        are not browsers (curl, scripts) send neither and are not affected. A browser request
-        must come from the admin's own origin, reached by an address that DNS cannot rebind:
-        an IP literal, ``localhost``, this machine's name, or the configured ``admin.ip``.
-        """
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
-            return f"a {site} request"
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return None
-        host = request.host.lower()
-        if origin.lower() != f"http://{host}":
-            return f"origin {origin} is not this admin server (http://{host})"
-        try:  # the Host header: host, host:port, [v6] or [v6]:port
-            name = Address.parse(host, default_port=80).host
-        except ValueError:
-            return f"the admin was reached as {host!r}, which is not a host name"
-        if name not in self._own_names and not _ip_literal(name):
-            return f"the admin was reached as {name!r}, a name that is not this machine's"
-        return None
+        return self.gate.cross_site(request)
 
     def _security(self, request: AdminRequest, route_path: str | None) -> AdminResponse | None:
         # a route's declared category (plugins and telemeters choose theirs); Linkerd's rules
         # for everything else
         canonical = route_path if route_path is not None else request.path
-        if not self.allowed(request.path, self._categories.get(canonical)):
-            return AdminResponse(status=404, text="404: Not Found")
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            refused = self.cross_site(request)
-            if refused is not None:
-                log.warning("refused %s %s: %s", request.method, request.path, refused)
-                return AdminResponse(status=403, text=f"cross-site request refused: {refused}\n")
-        return None
+        return self.gate.check(request, self.gate.categories.get(canonical))
 
     # -- handlers --------------------------------------------------------------------------
     async def index(self, request: AdminRequest) -> AdminResponse:

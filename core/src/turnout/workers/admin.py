@@ -26,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-import socket
 import urllib.parse
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..admin import AdminServer
+from ..admin import AdminGate, AdminServer
 from ..admin.http import AdminApp, AdminHttpServer, AdminRequest, AdminResponse, fetch
 from ..errors import TurnoutError
 from ..metrics import Key, MetricsTree
@@ -66,23 +64,10 @@ def gauge_max(key: Key) -> bool:
 class SupervisorAdmin:
     """See the module docstring."""
 
-    def allowed(self, path: str, declared: str | None = None) -> bool:
-        """``admin.security``'s verdict on ``path`` (a single turnout's rules)."""
-        gate: Any = self  # (AdminServer's methods read config, _categories, _allow, _deny)
-        verdict: bool = AdminServer.allowed(gate, path, declared)
-        return verdict
-
-    def cross_site(self, request: AdminRequest) -> str | None:
-        """Why a state-changing request must be refused as cross-site (a single turnout's
-        rule, :meth:`turnout.admin.AdminServer.cross_site`), or None."""
-        gate: Any = self  # (it reads _own_names)
-        reason: str | None = AdminServer.cross_site(gate, request)
-        return reason
-
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
         self.config = supervisor.config.admin
-        self._categories = {
+        own_paths = {
             "/admin/metrics.json": "ui",
             "/metrics.json": "ui",
             "/admin/workers.json": "diagnostics",
@@ -93,10 +78,8 @@ class SupervisorAdmin:
             "/admin/reload": "control",
             "/admin/config/status": "diagnostics",
         }
-        sec = self.config.security
-        self._allow = [re.compile(p) for p in sec.path_whitelist]
-        self._deny = [re.compile(p) for p in sec.path_blacklist]
-        self._own_names = {"localhost", socket.gethostname().lower(), self.config.ip.lower()}
+        #: admin.security, a single turnout's rules, over the supervisor's own paths
+        self.gate = AdminGate(self.config, own_paths)
         self.app = AdminApp(before=self._security)
         r = self.app.add_route
         r("GET", "/admin/metrics.json", self.metrics_json)
@@ -137,19 +120,11 @@ class SupervisorAdmin:
             await self.http.close()
             self.http = None
 
-    # -- security (a single turnout's rules: AdminServer.allowed and cross_site) ----------
     def _security(self, request: AdminRequest, route: str | None) -> AdminResponse | None:
-        own = self._categories.get(request.path)
+        own = self.gate.categories.get(request.path)
         if own is None:
             return None  # forwarded: the worker applies the rules
-        if not self.allowed(request.path, own):
-            return AdminResponse(status=404, text="404: Not Found")
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            refused = self.cross_site(request)
-            if refused is not None:
-                log.warning("refused %s %s: %s", request.method, request.path, refused)
-                return AdminResponse(status=403, text=f"cross-site request refused: {refused}\n")
-        return None
+        return self.gate.check(request, own)
 
     # -- workers ---------------------------------------------------------------------------
     async def _get(
