@@ -65,8 +65,9 @@ What is here, by the part of a plugin that needs it:
   receive (:class:`NamerdContext`) and return (:class:`DtabStore`, :class:`NamerdInterface`),
   the store's :data:`Versioned` states, its errors (:class:`NamespaceExists`,
   :class:`NamespaceNotFound`, :class:`VersionMismatch`, :class:`InvalidNamespace`),
-  :func:`check_namespace` (what a namespace name may be) and :class:`ChangeFeed`, a helper to
-  implement its watches.
+  :func:`check_namespace` (what a namespace name may be), :class:`ChangeFeed`, a helper to
+  implement its watches, and :func:`encode_decimal_version` / :func:`decode_decimal_version`
+  for stores that number their writes.
 - **Access logs** (protocol routers): :class:`LineLog` (a batched log file, rolled by a
   :class:`RollPolicy`; a protocol subclasses it with its line format),
   :func:`access_log_problem` (for a config check), :func:`open_access_log`,
@@ -160,6 +161,8 @@ from .namerd import (
     Versioned,
     VersionMismatch,
     check_namespace,
+    decode_decimal_version,
+    encode_decimal_version,
 )
 from .naming import (
     Activity,
@@ -384,10 +387,12 @@ __all__ = [
     "client_tls",
     "constant_backoff",
     "core_router",
+    "decode_decimal_version",
     "decorrelated_jittered_backoff",
     "default_resolver",
     "derive",
     "derive_activity",
+    "encode_decimal_version",
     "equal_jittered_backoff",
     "hookimpl",
     "ip_literal",

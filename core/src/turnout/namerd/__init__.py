@@ -44,6 +44,8 @@ from .store import (
     Versioned,
     VersionMismatch,
     check_namespace,
+    decode_decimal_version,
+    encode_decimal_version,
     parse_version,
     version_string,
 )
@@ -66,6 +68,8 @@ __all__ = [
     "VersionMismatch",
     "Versioned",
     "check_namespace",
+    "decode_decimal_version",
+    "encode_decimal_version",
     "load_namerd_file",
     "load_namerd_text",
     "parse_version",

@@ -108,6 +108,26 @@ def version_string(version: bytes) -> str:
     return base64.b64encode(version).decode("ascii")
 
 
+def encode_decimal_version(number: int) -> bytes:
+    """The version of a dtab kept in a store that numbers its writes (Consul's
+    ``ModifyIndex``, etcd's ``mod_revision``): the number in decimal UTF-8, as Linkerd's
+    Consul store makes it."""
+    return str(number).encode("utf-8")
+
+
+def decode_decimal_version(version: bytes) -> int | None:
+    """The write number a version made by :func:`encode_decimal_version` names; None when it
+    names none (not a positive decimal number: such a version matches nothing)."""
+    try:
+        text = version.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if number > 0 else None
+
+
 def parse_version(etag: str) -> bytes | None:
     """The version an ``If-Match`` value names, or None when it is not valid base64 (such a
     version matches nothing). Surrounding quotes (a quoted ETag) are accepted."""

@@ -51,7 +51,9 @@ from turnout.api import (
     TurnoutError,
     Versioned,
     VersionMismatch,
+    decode_decimal_version,
     decorrelated_jittered_backoff,
+    encode_decimal_version,
     option,
 )
 
@@ -83,22 +85,9 @@ class ConsulStoreError(TurnoutError):
     """Consul could not be reached, or answered something other than the KV API's answers."""
 
 
-def encode_version(index: int) -> bytes:
-    """The version of a key modified at ``index`` (Linkerd: the index in UTF-8)."""
-    return str(index).encode("utf-8")
-
-
-def decode_version(version: bytes) -> int | None:
-    """The ``ModifyIndex`` a version names; None when it names none (not a positive
-    decimal number)."""
-    try:
-        text = version.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text.isascii() or not text.isdigit():
-        return None
-    index = int(text)
-    return index if index > 0 else None
+#: (Linkerd's versions of this store: the write number in decimal UTF-8; names kept here)
+encode_version = encode_decimal_version
+decode_version = decode_decimal_version
 
 
 def _check_ns(ns: str) -> str:

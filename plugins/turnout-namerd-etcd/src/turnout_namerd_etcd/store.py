@@ -49,7 +49,9 @@ from turnout.api import (
     Versioned,
     VersionMismatch,
     check_namespace,
+    decode_decimal_version,
     decorrelated_jittered_backoff,
+    encode_decimal_version,
 )
 
 from .config import EtcdDtabStoreConfig
@@ -74,22 +76,9 @@ class EtcdStoreError(TurnoutError):
     """etcd could not be reached, or answered something other than the v3 API's answers."""
 
 
-def encode_version(revision: int) -> bytes:
-    """The version of a key modified at ``revision`` (Linkerd: the index in UTF-8)."""
-    return str(revision).encode("utf-8")
-
-
-def decode_version(version: bytes) -> int | None:
-    """The ``mod_revision`` a version names; None when it names none (not a positive
-    decimal number)."""
-    try:
-        text = version.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text.isascii() or not text.isdigit():
-        return None
-    revision = int(text)
-    return revision if revision > 0 else None
+#: (Linkerd's versions of this store: the write number in decimal UTF-8; names kept here)
+encode_version = encode_decimal_version
+decode_version = decode_decimal_version
 
 
 def _b64(text: str) -> str:
