@@ -7,25 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from turnout.config.loader import load_file
 from turnout.linker import Linker
-from turnout.plugin_manager import load_plugins
-from turnout.testing import RecordingBackend, free_port
-
-PLUGINS = load_plugins()
-
-
-async def request(port: int) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /x HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return data
+from turnout.testing import RecordingBackend
 
 
 async def admin_get(linker: Linker, path: str) -> tuple[int, str]:
@@ -59,61 +45,36 @@ def spans() -> Any:
     logger.setLevel(old)
 
 
-def test_telemetry_comes_and_goes_with_a_reload(tmp_path: Path, spans: Spans) -> None:
+def test_telemetry_comes_and_goes_with_a_reload(served_linker: Any, spans: Spans) -> None:
     backend = RecordingBackend(name="A").start()
     try:
-        disco = tmp_path / "disco"
-        disco.mkdir()
-        (disco / "web").write_text(f"127.0.0.1 {backend.port}\n")
-        port = free_port()
-        data: dict[str, Any] = {
-            "admin": {"ip": "127.0.0.1", "port": free_port()},
-            "namers": [{"kind": "io.l5d.fs", "rootDir": str(disco)}],
-            "routers": [
-                {
-                    "protocol": "http",
-                    "dtab": "/svc => /#/io.l5d.fs",
-                    "servers": [{"ip": "127.0.0.1", "port": port}],
-                }
-            ],
-        }
-        path = tmp_path / "turnout.yaml"
-        path.write_text(yaml.safe_dump(data))
-        linker = Linker.build(load_file(str(path), registry=PLUGINS.registry), PLUGINS)
-        asyncio.run(scenario(linker, path, data, port, spans))
+        asyncio.run(scenario(served_linker(backend.port), spans))
     finally:
         backend.stop()
 
 
-async def scenario(
-    linker: Linker, path: Path, data: dict[str, Any], port: int, spans: Spans
-) -> None:
+async def scenario(served: Any, spans: Spans) -> None:
     async def reload(telemetry: list[dict[str, Any]]) -> Any:
-        data["telemetry"] = telemetry
-        path.write_text(yaml.safe_dump(data))
-        return await asyncio.wait_for(linker.reloader.reload(), 10)
+        return await served.reload(lambda d: d.update(telemetry=telemetry))
 
-    ready = asyncio.Event()
-    task = asyncio.create_task(linker.serve(install_signals=False, on_ready=lambda _: ready.set()))
-    await asyncio.wait_for(ready.wait(), 10)
-    try:
+    async with served.serving() as linker:
         first = linker.routers[0]
         assert linker.tracing is None
-        assert b" 200 " in await request(port)
+        assert b" 200 " in await served.request()
         assert spans.lines == []
         # tracing starts: the tracelog telemeter is built and the router taken over
         status = await reload([{"kind": "io.l5d.tracelog", "sampleRate": 1.0}])
         assert status.ok, status.errors
         second = linker.routers[0]
         assert second is not first and linker.tracing is not None
-        assert b" 200 " in await request(port)
+        assert b" 200 " in await served.request()
         assert len(spans.lines) == 2  # (a server and a client span)
         tracelog = linker.telemeters[0]
         # the tracer changes (sample rate 0): a new tracer in the same tracing, router kept
         status = await reload([{"kind": "io.l5d.tracelog", "sampleRate": 0.0}])
         assert status.ok, status.errors
         assert linker.routers[0] is second and linker.telemeters[0] is not tracelog
-        assert b" 200 " in await request(port)
+        assert b" 200 " in await served.request()
         assert len(spans.lines) == 2
         # a telemeter with admin endpoints comes live: its pages answer, the router is kept
         assert (await admin_get(linker, "/requests.json"))[0] == 404
@@ -125,7 +86,7 @@ async def scenario(
         )
         assert status.ok, status.errors
         assert len(linker.telemeters) == 2 and linker.routers[0] is second
-        assert b" 200 " in await request(port)
+        assert b" 200 " in await served.request()
         code, body = await admin_get(linker, "/requests.json")
         assert code == 200 and [r["path"] for r in json.loads(body)] == ["/x"]
         assert "/requests" in (await admin_get(linker, "/admin"))[1].split()
@@ -148,9 +109,5 @@ async def scenario(
         assert status.ok, status.errors
         assert linker.tracing is None and linker.telemeters == []
         assert linker.routers[0] is not second
-        assert b" 200 " in await request(port)
+        assert b" 200 " in await served.request()
         assert len(spans.lines) == 2
-        await asyncio.wait_for(linker.reloader.wait_retired(), 10)
-    finally:
-        linker.request_shutdown(0)
-        await asyncio.wait_for(task, 10)
