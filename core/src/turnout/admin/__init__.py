@@ -345,27 +345,11 @@ class AdminServer:
         return _json(_loggers())
 
     async def delegator_json(self, request: AdminRequest) -> AdminResponse:
-        if request.method == "POST":
-            if request.content_type != "application/json":
-                return AdminResponse(status=415, text="Content-Type must be application/json")
-            body = await request.text()
-            try:
-                params = json.loads(body)
-                if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
-                    raise ValueError
-            except ValueError:
-                return AdminResponse(status=400, text=f"Malformed delegation request: {body}")
-        else:
-            params = dict(request.query)
+        read = await read_delegation_request(request)
+        if isinstance(read, AdminResponse):
+            return read
+        params, dtab, path = read
         namespace = params.get("namespace")
-        try:
-            dtab = Dtab.read(str(params.get("dtab") or ""))
-        except ParseError as e:
-            return AdminResponse(status=400, text=f"Invalid dtab: {e}")
-        try:
-            path = Path.read(str(params.get("path") or ""))
-        except ParseError as e:
-            return AdminResponse(status=400, text=f"Invalid path: {e}")
         interpreter = self._interpreter(namespace)
         if interpreter is not None and not interpreter.can_delegate:  # it binds elsewhere
             try:
@@ -393,6 +377,35 @@ class AdminServer:
         if namespace:
             return self.linker.interpreters.get(namespace)
         return ConfiguredNamersInterpreter([], self.linker.global_namer)
+
+
+async def read_delegation_request(
+    request: AdminRequest,
+) -> tuple[dict[str, Any], Dtab, Path] | AdminResponse:
+    """A ``/delegator.json`` request (Linkerd's: a POST of a JSON object with ``dtab`` and
+    ``path``, or a GET with them in the query): its parameters, dtab and path, or the 4xx
+    answer to send."""
+    if request.method == "POST":
+        if request.content_type != "application/json":
+            return AdminResponse(status=415, text="Content-Type must be application/json")
+        body = await request.text()
+        try:
+            params = json.loads(body)
+            if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
+                raise ValueError
+        except ValueError:
+            return AdminResponse(status=400, text=f"Malformed delegation request: {body}")
+    else:
+        params = dict(request.query)
+    try:
+        dtab = Dtab.read(str(params.get("dtab") or ""))
+    except ParseError as e:
+        return AdminResponse(status=400, text=f"Invalid dtab: {e}")
+    try:
+        path = Path.read(str(params.get("path") or ""))
+    except ParseError as e:
+        return AdminResponse(status=400, text=f"Invalid path: {e}")
+    return params, dtab, path
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")

@@ -8,10 +8,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..admin import read_delegation_request
 from ..admin.http import AdminRequest, AdminResponse
 from ..admin_routes import AdminRoute
-from ..errors import BindingError, ParseError
-from ..naming import Dtab, Path, delegate
+from ..errors import BindingError
+from ..naming import delegate
 from .runtime import Namerd
 
 if TYPE_CHECKING:  # (imported, with aiohttp, when such an interpreter is built)
@@ -24,26 +25,10 @@ def _json(data: Any, status: int = 200) -> AdminResponse:
 
 def namerd_admin_routes(namerd: Namerd) -> list[AdminRoute]:
     async def delegator(request: AdminRequest) -> AdminResponse:
-        if request.method == "POST":
-            if request.content_type != "application/json":
-                return AdminResponse(status=415, text="Content-Type must be application/json")
-            body = await request.text()
-            try:
-                params = json.loads(body)
-                if not isinstance(params, dict) or "dtab" not in params or "path" not in params:
-                    raise ValueError
-            except ValueError:
-                return AdminResponse(status=400, text=f"Malformed delegation request: {body}")
-        else:
-            params = dict(request.query)
-        try:
-            dtab = Dtab.read(str(params.get("dtab") or ""))
-        except ParseError as e:
-            return AdminResponse(status=400, text=f"Invalid dtab: {e}")
-        try:
-            path = Path.read(str(params.get("path") or ""))
-        except ParseError as e:
-            return AdminResponse(status=400, text=f"Invalid path: {e}")
+        read = await read_delegation_request(request)
+        if isinstance(read, AdminResponse):
+            return read
+        _, dtab, path = read
         assert namerd.namespaces is not None
         try:
             tree = await delegate(namerd.namespaces.namers_only, dtab, path, timeout=2.0)
