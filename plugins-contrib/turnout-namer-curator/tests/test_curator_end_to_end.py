@@ -92,7 +92,9 @@ def test_traffic_follows_curator_instances(
 
     # ZooKeeper is back: changes made afterwards are followed
     zk.restart()
-    assert wait_until(lambda: client.connected, timeout=30)
+    # (kazoo may have tried while ZooKeeper was still starting: a handshake read then waits up
+    # to the session timeout, 60 s here, before the next attempt)
+    assert wait_until(lambda: client.connected, timeout=90)
     register_instance(client, BASE, "web", "127.0.0.1", a.port)
     assert wait_until(lambda: served_by(proxy, 30) == {"a", "b", "c"}, timeout=30)
 

@@ -19,7 +19,7 @@ from turnout_namer_curator.testing import (
 )
 from turnout_namer_zk.testing import addr_of, expire_session, ports, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 BASE = "/curator"
 
@@ -114,7 +114,9 @@ def test_zookeeper_down_keeps_the_last_good_set_and_restarts_pick_up_changes(
             assert watch["state"] == "bound" and watch["errorSince"] is not None
 
             await asyncio.to_thread(zk.restart)
-            await wait_for(lambda: client.connected, 30)
+            # (an attempt made while ZooKeeper was starting waits up to the 60 s session
+            # timeout for its handshake before kazoo tries again)
+            await wait_for(lambda: client.connected, 90)
             register_instance(client, BASE, "api", "127.0.0.1", 7102)
             await wait_for(lambda: ports(addr_of(act)) == {7101, 7102}, 30)
             await wait_for(lambda: namer.state()["watches"]["api"]["errorSince"] is None, 30)
