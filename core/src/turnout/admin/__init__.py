@@ -215,9 +215,6 @@ class AdminServer:
     def allowed(self, path: str, declared: str | None = None) -> bool:
         return self.gate.allowed(path, declared)
 
-    def cross_site(self, request: AdminRequest) -> str | None:
-        return self.gate.cross_site(request)
-
     def _security(self, request: AdminRequest, route_path: str | None) -> AdminResponse | None:
         # a route's declared category (plugins and telemeters choose theirs); Linkerd's rules
         # for everything else

@@ -249,13 +249,6 @@ class AdminError(Exception):
         self.response = AdminResponse(status=status, text=text)
 
 
-def json_response(
-    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-) -> AdminResponse:
-    """``data`` as a JSON response: :meth:`AdminResponse.json`."""
-    return AdminResponse.json(data, status=status, headers=headers)
-
-
 def _has(headers: Mapping[str, str], name: str) -> bool:
     return any(k.lower() == name.lower() for k in headers)
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any, Literal
 
-from ..admin.http import AdminRequest, AdminResponse, json_response
+from ..admin.http import AdminRequest, AdminResponse
 from ..admin.ui import escape
 from ..admin_routes import AdminRoute
 from ..config.model import TelemeterConfig
@@ -78,7 +78,7 @@ class RecentRequests(Telemeter, Tracer):
         ]
 
     async def json(self, request: AdminRequest) -> AdminResponse:
-        return json_response(list(self.requests))
+        return AdminResponse.json(list(self.requests))
 
     async def page(self, request: AdminRequest) -> AdminResponse:
         rows = []
